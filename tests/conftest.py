@@ -1,0 +1,70 @@
+"""Test configuration shared by the whole suite.
+
+* Strict numerics: implicit rank promotion is an error (the classic saliency bug is a [B, H, W]
+  map broadcast against [B, H, W, C] images).
+* Four fake CPU devices, so sharded code paths run in CI on a machine without accelerators.
+* ``compile_counter``: counts XLA compilations, to assert a second same-shaped call compiles
+  nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+import pytest  # noqa: E402
+
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_compiles: list[str] = []
+
+
+def _listener(name, duration, **kwargs):
+    del duration, kwargs
+    if name == _COMPILE_EVENT:
+        _compiles.append(name)
+
+
+jax.monitoring.register_event_duration_secs_listener(_listener)
+
+
+class CompileCounter:
+    """``with counter() as n: ...`` then ``n.count`` is the number of XLA compilations inside."""
+
+    count: int = 0
+
+    @contextlib.contextmanager
+    def __call__(self):
+        start = len(_compiles)
+        result = CompileCounter()
+        try:
+            yield result
+        finally:
+            result.count = len(_compiles) - start
+
+
+@pytest.fixture
+def compile_counter() -> CompileCounter:
+    return CompileCounter()
+
+
+@pytest.fixture
+def assert_no_recompile(compile_counter):
+    """``assert_no_recompile(fn, *args, **kw)``: calls twice; the second call compiles nothing."""
+
+    def check(fn, *args, **kwargs):
+        first = fn(*args, **kwargs)
+        jax.block_until_ready(first)
+        with compile_counter() as n:
+            second = fn(*args, **kwargs)
+            jax.block_until_ready(second)
+        assert n.count == 0, f"second same-shaped call compiled {n.count} time(s)"
+        return second
+
+    return check

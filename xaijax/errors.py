@@ -1,0 +1,87 @@
+"""Named exceptions raised at xaijax's API boundary.
+
+Every error says what was wrong (naming the argument, its shape, dtype or value) and how to fix
+it. All of them derive from :class:`XaijaxError`, and also from the built-in exception a Python
+user would expect (``ValueError``, ``TypeError``, ``LookupError``), so ``except ValueError``
+keeps working.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> import xaijax
+    >>> try:
+    ...     xaijax.gradient(lambda p, x: x.reshape(x.shape[0], -1))(None, jnp.zeros((2, 3), jnp.int32))
+    ... except xaijax.errors.InputDTypeError as e:
+    ...     print(type(e).__name__)
+    InputDTypeError
+"""
+
+from __future__ import annotations
+
+
+class XaijaxError(Exception):
+    """Base class of every error xaijax raises on purpose."""
+
+
+class InputShapeError(XaijaxError, ValueError):
+    """An array has the wrong rank or shape (for example an image batch that is not [B, H, W, C])."""
+
+
+class BatchMismatchError(InputShapeError):
+    """Two arguments disagree on the batch size (``x`` has B examples, ``target`` has B' != B)."""
+
+
+class InputDTypeError(XaijaxError, TypeError):
+    """An array has the wrong dtype (for example uint8 images where floats are needed)."""
+
+
+class NonFiniteInputError(XaijaxError, ValueError):
+    """An input holds NaN or Inf values."""
+
+
+class TargetOutOfRangeError(XaijaxError, ValueError):
+    """A class index in ``target`` is negative or not smaller than the number of logits."""
+
+
+class UnknownLayerError(XaijaxError, LookupError):
+    """A layer name does not match any layer of the model; the message lists those that exist."""
+
+
+class InvalidArgumentError(XaijaxError, ValueError):
+    """A hyperparameter or option is out of its domain (steps <= 0, an unknown rule name...)."""
+
+
+class MissingKeyError(XaijaxError, TypeError):
+    """A stochastic transform was called without its keyword-only ``key``."""
+
+
+class SegmentMapError(XaijaxError, ValueError):
+    """A segment map does not match its image, or holds negative, non-integer or too few labels."""
+
+
+class CheckpointMismatchError(XaijaxError, ValueError):
+    """A checkpoint's parameter tree does not match the model it is restored into."""
+
+
+class CorruptCheckpointError(XaijaxError, ValueError):
+    """A checkpoint cannot be read: truncated, partly written or not a checkpoint at all."""
+
+
+class UnsupportedPrimitiveError(XaijaxError, NotImplementedError):
+    """A jaxpr primitive has no backtracking rule; register one with ``register_rule``."""
+
+
+__all__ = [
+    "BatchMismatchError",
+    "CheckpointMismatchError",
+    "CorruptCheckpointError",
+    "InputDTypeError",
+    "InputShapeError",
+    "InvalidArgumentError",
+    "MissingKeyError",
+    "NonFiniteInputError",
+    "SegmentMapError",
+    "TargetOutOfRangeError",
+    "UnknownLayerError",
+    "UnsupportedPrimitiveError",
+    "XaijaxError",
+]
