@@ -1,0 +1,209 @@
+"""Perturbation attributions: occlusion (sliding windows) and RISE (random masks)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xaijax import _validation as v
+from xaijax import errors
+from xaijax.attribution import _common as c
+from xaijax.typing import ApplyFn, Array
+
+
+def _pair(value, n: int, name: str) -> tuple[int, ...]:
+    vals = (value,) * n if isinstance(value, int) else tuple(value)
+    if len(vals) != n or any(not isinstance(a, int | np.integer) or a <= 0 for a in vals):
+        raise errors.InvalidArgumentError(
+            f"`{name}` must be a positive int or a tuple of {n} positive ints, got {value!r}."
+        )
+    return tuple(int(a) for a in vals)
+
+
+def occlusion(
+    apply_fn: ApplyFn,
+    *,
+    window: int | Sequence[int] = 8,
+    stride: int | Sequence[int] | None = None,
+    fill: float = 0.0,
+    batch_size: int | None = 16,
+) -> Callable[..., Array]:
+    """Occlusion: the drop of the target logit when a sliding window is filled with ``fill``.
+
+    Every window position ``j`` occludes all channels of a ``window`` patch; each input location
+    gets the mean of ``f_t(x) - f_t(x_j)`` over the windows that cover it (0 where none does), as
+    in Captum's ``Occlusion``. Windows are evaluated ``batch_size`` at a time.
+
+    Args:
+      apply_fn: the model, ``apply_fn(params, x) -> logits [B, C]``; ``x`` is
+        ``[B, *spatial, C]`` (images ``[B, H, W, C]``, video ``[B, T, H, W, C]``).
+      window: window size per spatial axis (an int means the same on every axis).
+      stride: window step per spatial axis; ``None`` means ``window // 2`` (at least 1).
+      fill: the value written into occluded positions.
+      batch_size: windows per model call (memory bound); ``None`` means all at once.
+
+    Returns:
+      ``explain(params, x, target=None) -> [B, *spatial, C]`` shaped like ``x`` (the value is the
+      same across channels).
+
+    Example:
+      >>> import jax.numpy as jnp, xaijax
+      >>> f = lambda p, x: jnp.stack([x[:, :4, :4].sum((1, 2, 3)), jnp.zeros(x.shape[0])], 1)
+      >>> a = xaijax.occlusion(f, window=4, stride=4)(None, jnp.ones((1, 8, 8, 1)), jnp.array([0]))
+      >>> float(a[0, :4, :4].min()), float(a[0, 4:, 4:].max())
+      (16.0, 0.0)
+
+    References:
+      Zeiler, Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014.
+    """
+    spec = c.ModelSpec(apply_fn)
+    cache: dict = {}
+
+    def build(spatial: tuple[int, ...]):
+        n = len(spatial)
+        win = _pair(window, n, "window")
+        std = _pair(stride if stride is not None else tuple(max(1, w // 2) for w in win), n, "stride")
+        if any(w > s for w, s in zip(win, spatial, strict=True)):
+            raise errors.InvalidArgumentError(
+                f"`window`={win} is larger than the input's spatial shape {spatial}: use a "
+                "smaller window."
+            )
+        counts = [(s - w) // st + 1 for s, w, st in zip(spatial, win, std, strict=True)]
+        total = int(np.prod(counts))
+        chunk = total if batch_size is None else min(v.check_positive_int(batch_size, "batch_size"), total)
+        num_chunks = math.ceil(total / chunk)
+        grids = [jnp.arange(s) for s in spatial]
+
+        def window_masks(idx):  # idx [k] -> [k, *spatial] float masks
+            starts = jnp.stack(jnp.unravel_index(idx, counts), axis=-1) * jnp.asarray(std)[None]
+            mask = jnp.ones((idx.shape[0],) + spatial, jnp.float32)
+            for ax in range(n):
+                lo = starts[:, ax].reshape((-1,) + (1,) * n)
+                coord = grids[ax].reshape(tuple(s if a == ax else 1 for a, s in enumerate(spatial)))
+                inside = (coord[None] >= lo) & (coord[None] < lo + win[ax])
+                mask = mask * inside.astype(jnp.float32)
+            return mask
+
+        def chunk_fn(i, params, x, target, base):
+            idx = i * chunk + jnp.arange(chunk)
+            valid = (idx < total).astype(x.dtype)
+            masks = window_masks(jnp.minimum(idx, total - 1)) * valid.reshape((-1,) + (1,) * n)
+            m = masks[:, None, ..., None]  # [k, 1, *spatial, 1]
+            occluded = x[None] * (1 - m) + fill * m
+            flat = occluded.reshape((chunk * x.shape[0],) + x.shape[1:])
+            scores = c.select(apply_fn(params, flat), jnp.tile(target, chunk)).reshape(chunk, -1)
+            drop = (base[None] - scores) * valid[:, None]  # [k, B]
+            return jnp.einsum("kb,k...->b...", drop, masks), jnp.sum(masks, axis=0)
+
+        @jax.jit
+        def prepare(params, x, target):
+            logits = apply_fn(params, x)
+            t = c.resolve_target(logits, target)
+            return t, c.select(logits, t)
+
+        @jax.jit
+        def finish(x, summed, count):
+            count = jnp.broadcast_to(count[None], summed.shape)
+            out = jnp.where(count > 0, summed / jnp.maximum(count, 1.0), 0.0)
+            return jnp.broadcast_to(out[..., None], x.shape).astype(x.dtype)
+
+        return chunk_fn, jax.jit(chunk_fn), num_chunks, prepare, finish
+
+    def explain(params, x, target=None) -> Array:
+        x, target = c.check_inputs(spec, params, x, target)
+        if x.ndim < 3:
+            raise errors.InputShapeError(
+                f"`x` must be [B, *spatial, C] for occlusion, got shape {list(x.shape)}."
+            )
+        spatial = tuple(x.shape[1:-1])
+        if spatial not in cache:
+            cache[spatial] = build(spatial)
+        chunk_fn, jitted, num_chunks, prepare, finish = cache[spatial]
+        t, base = prepare(params, x, target)
+        summed, count = c.chunked_sum(chunk_fn, num_chunks, (params, x, t, base), jitted_chunk=jitted)
+        return finish(x, summed, count)
+
+    return c.attach(explain, apply_fn=apply_fn, name="occlusion")
+
+
+def rise(
+    apply_fn: ApplyFn,
+    *,
+    masks: int = 2000,
+    cell_size: int = 8,
+    p: float = 0.5,
+    batch_size: int | None = 64,
+) -> Callable[..., Array]:
+    """RISE: saliency as the average of random masks weighted by the masked-input probability.
+
+    Each mask is a random binary grid with cells of ``cell_size`` pixels, kept with probability
+    ``p``, upsampled bilinearly one cell larger than the image and cropped at a random shift
+    (Petsiuk et al.). The map is ``sum_i P_t(x * M_i) M_i / (N p)``, ``P`` the softmax.
+
+    Args:
+      apply_fn: the model, ``apply_fn(params, x) -> logits``; ``x`` is ``[B, H, W, C]``.
+      masks: number of random masks ``N``.
+      cell_size: grid cell size in pixels.
+      p: probability that a cell is kept.
+      batch_size: masks per model call (memory bound).
+
+    Returns:
+      ``explain(params, x, target=None, *, key) -> [B, H, W]`` (a reduced shape: no channels).
+      The same masks are used for every example of the batch.
+
+    References:
+      Petsiuk, Das, Saenko, "RISE: Randomized Input Sampling for Explanation of Black-box
+      Models", BMVC 2018.
+    """
+    total = v.check_positive_int(masks, "masks")
+    cell = v.check_positive_int(cell_size, "cell_size")
+    if not 0.0 < p <= 1.0:
+        raise errors.InvalidArgumentError(f"`p` must be in (0, 1], got {p!r}.")
+    chunk = total if batch_size is None else min(v.check_positive_int(batch_size, "batch_size"), total)
+    num_chunks = math.ceil(total / chunk)
+    spec = c.ModelSpec(apply_fn)
+
+    def make_masks(key, idx, h, w):
+        gh, gw = math.ceil(h / cell), math.ceil(w / cell)
+        up_h, up_w = (gh + 1) * cell, (gw + 1) * cell
+
+        def one(j):
+            k1, k2 = jax.random.split(jax.random.fold_in(key, j))
+            grid = jax.random.bernoulli(k1, p, (gh + 1, gw + 1)).astype(jnp.float32)
+            up = jax.image.resize(grid, (up_h, up_w), "linear")
+            dy, dx = jax.random.randint(k2, (2,), 0, cell)
+            return jax.lax.dynamic_slice(up, (dy, dx), (h, w))
+
+        return jax.vmap(one)(idx)
+
+    def chunk_fn(i, params, x, target, key):
+        b, h, w = x.shape[:3]
+        idx = i * chunk + jnp.arange(chunk)
+        valid = (idx < total).astype(x.dtype)
+        m = make_masks(key, idx, h, w)  # [k, H, W]
+        masked = x[None] * m[:, None, :, :, None]
+        flat = masked.reshape((chunk * b,) + x.shape[1:])
+        probs = jax.nn.softmax(apply_fn(params, flat), axis=-1)
+        score = c.select(probs, jnp.tile(target, chunk)).reshape(chunk, b) * valid[:, None]
+        return jnp.einsum("kb,khw->bhw", score, m)
+
+    jitted = jax.jit(chunk_fn)
+    predict = jax.jit(lambda params, x: c.predicted_class(apply_fn, params, x))
+
+    def explain(params, x, target=None, *, key=None) -> Array:
+        key = v.check_key(key)
+        x, target = c.check_inputs(spec, params, x, target)
+        if x.ndim != 4:
+            raise errors.InputShapeError(
+                f"`x` must be images [B, H, W, C] for RISE, got shape {list(x.shape)}."
+            )
+        if target is None:
+            target = predict(params, x)
+        summed = c.chunked_sum(chunk_fn, num_chunks, (params, x, target, key), jitted_chunk=jitted)
+        return summed / (total * p)
+
+    return c.attach(explain, apply_fn=apply_fn, name="rise")
