@@ -125,7 +125,7 @@ def test_smoothgrad_noise_is_keyed_and_matches_a_manual_average(cnn):
     span = (x.reshape(4, -1).max(1) - x.reshape(4, -1).min(1)).reshape(4, 1, 1, 1)
     grad = xaijax.gradient(apply_fn)
     ref = sum(
-        grad(params, x + 0.1 * span * jax.random.normal(jax.random.fold_in(key, j), x.shape), t)
+        grad(params, x + 0.1 * span * jax.random.normal(jax.random.fold_in(key, j), x.shape[1:])[None], t)
         for j in range(3)
     ) / 3
     np.testing.assert_allclose(a1, ref, rtol=1e-4, atol=1e-6)
@@ -140,7 +140,7 @@ def test_smooth_composes_with_integrated_gradients(linear):
     sig = xaijax.smooth(xaijax.integrated_gradients(apply_fn, steps=4), samples=3, noise=0.2)
     attr = sig(w, x, t, key=key)
     span = (x.reshape(5, -1).max(1) - x.reshape(5, -1).min(1)).reshape(5, 1, 1, 1)
-    noisy = [x + 0.2 * span * jax.random.normal(jax.random.fold_in(key, j), x.shape) for j in range(3)]
+    noisy = [x + 0.2 * span * jax.random.normal(jax.random.fold_in(key, j), x.shape[1:])[None] for j in range(3)]
     expected = sum(n * w.T[t].reshape(x.shape) for n in noisy) / 3
     np.testing.assert_allclose(attr, expected, rtol=1e-4, atol=1e-5)
 

@@ -27,7 +27,8 @@ def smooth(
     """Averages an explainer over Gaussian-noised copies of the input (a noise tunnel).
 
     ``smooth(gradient(f))`` is SmoothGrad; ``smooth(integrated_gradients(f))`` is SmoothGrad over
-    IG. For each example the noise standard deviation is ``noise * (max(x) - min(x))`` when
+    IG. Noise draw ``j`` comes from ``fold_in(key, j)`` and is shared by the examples of the
+    batch (so batched results equal per-example results). For each example the noise standard deviation is ``noise * (max(x) - min(x))`` when
     ``relative_noise`` (the SmoothGrad paper's noise level), else ``noise``.
 
     * ``"smoothgrad"``: mean of the attributions.
@@ -74,8 +75,10 @@ def smooth(
         sigma = c.broadcast_like(hi - lo, x) * noise if relative_noise else noise
 
         def one(j):
-            eps = jax.random.normal(jax.random.fold_in(key, j), x.shape, x.dtype)
-            return explainer(params, x + sigma * eps, target, **kwargs)
+            # One draw per sample, shared by the batch: an example's noise does not depend on
+            # its position in the batch, so batched results equal per-example results.
+            eps = jax.random.normal(jax.random.fold_in(key, j), x.shape[1:], x.dtype)
+            return explainer(params, x + sigma * eps[None], target, **kwargs)
 
         attrs = jax.vmap(one)(idx)
         w = valid.reshape((chunk,) + (1,) * (attrs.ndim - 1))
