@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-BENCH_STAMP := $(VENV)/.installed-bench
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed
 
 .PHONY: demo test bench lint format clean
 
@@ -13,20 +15,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-$(BENCH_STAMP): $(STAMP)
+# The peers (torch CPU, captum, lime, scikit-image) live in their own environment.
+$(BENCH_STAMP): pyproject.toml
+	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned to the local CPU build, so captum cannot pull a CUDA build.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(BENCH_PY) -m pip install --quiet torch==2.13.0
+	$(BENCH_PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
 demo: $(STAMP)
-	$(PY) -m xaijax.demo $(DEMO_ARGS)
+	$(PY) -m xaijax.cli.demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(BENCH_STAMP)
-	$(PY) experiments/bench/attribution.py
+	$(BENCH_PY) experiments/bench/attribution.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check xaijax tests experiments

@@ -1,0 +1,54 @@
+"""The explanation methods the demo runs, each reduced to one ``[B, H, W]`` map per image.
+
+Each entry builds an explainer from the model and returns ``run(params, x, target) -> [B, H, W]``.
+New method families register here as they land, so the demo grows with the library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+import xaijax
+
+
+class Method(NamedTuple):
+    name: str
+    run: Callable[..., jax.Array]  # run(params, x, target) -> [B, H, W]
+    note: str
+
+
+def _pixel_map(attr: jax.Array) -> jax.Array:
+    """Per-pixel importance of a channels-last attribution: the sum of |a| over channels."""
+    return jnp.sum(jnp.abs(attr), axis=-1)
+
+
+def image_methods(model, apply_fn, *, small: bool) -> list[Method]:
+    """The attribution family on an image model with a GAP + dense head."""
+    key = jax.random.key(0)
+    steps, samples, masks = (4, 2, 50) if small else (32, 16, 1000)
+    window, stride = (16, 16) if small else (8, 4)
+    layer = model.cam_layer
+    grad = xaijax.gradient(apply_fn)
+    gxi = xaijax.gradient_x_input(apply_fn)
+    ig = xaijax.integrated_gradients(apply_fn, steps=steps, batch_size=1)
+    sg = xaijax.smooth(grad, samples=samples, batch_size=1)
+    gbp = xaijax.guided_backprop(apply_fn)
+    occ = xaijax.occlusion(apply_fn, window=window, stride=stride, batch_size=8)
+    rise = xaijax.rise(apply_fn, masks=masks, cell_size=8, batch_size=50)
+    return [
+        Method("gradient", lambda p, x, t: _pixel_map(grad(p, x, t)), "|dlogit/dx| summed over RGB"),
+        Method("gradient_x_input", lambda p, x, t: _pixel_map(gxi(p, x, t)), "|x * dlogit/dx|"),
+        Method("integrated_gradients", lambda p, x, t: _pixel_map(ig(p, x, t)),
+               f"{steps} Gauss-Legendre steps, zero baseline"),
+        Method("smoothgrad", lambda p, x, t: _pixel_map(sg(p, x, t, key=key)),
+               f"{samples} samples, 15% noise"),
+        Method("guided_backprop", lambda p, x, t: _pixel_map(gbp(p, x, t)), "guided ReLU backward"),
+        Method("grad_cam", xaijax.grad_cam(model, layer), f"layer {layer!r}"),
+        Method("cam", xaijax.cam(model, layer, relu=True), f"layer {layer!r}, GAP + dense head"),
+        Method("occlusion", lambda p, x, t: occ(p, x, t)[..., 0], f"{window}x{window} window, stride {stride}, zero fill"),
+        Method("rise", lambda p, x, t: rise(p, x, t, key=key), f"{masks} masks, 8 px cells"),
+    ]
