@@ -1,6 +1,6 @@
 """xaijax: explanations of image, video and text classifiers as pure, jittable JAX transforms."""
 
-from xaijax import errors
+from xaijax import errors, metrics
 from xaijax.attribution import (
     cam,
     convergence_delta,
@@ -22,6 +22,7 @@ __all__ = [
     "cam",
     "convergence_delta",
     "errors",
+    "metrics",
     "from_nnx",
     "grad_cam",
     "gradient",
