@@ -1,0 +1,131 @@
+"""Tests of save_checkpoint / restore_checkpoint: exact round trip and named errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xaijax import errors, models, training
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def _params(widths=(4, 8), seed=0):
+    """Random parameters with the tree of a small VGG (no compilation: eval_shape + NumPy)."""
+    model = models.get_model("vgg", 3, widths=widths)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 8, 8, 3)))["params"]
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape), s.dtype), shapes)
+
+
+def _assert_identical(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _largest_file(root):
+    files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
+    return max(files, key=os.path.getsize)
+
+
+def test_round_trip_is_bit_identical(tmp_path):
+    params = _params()
+    path = training.save_checkpoint(tmp_path, params, step=3, metadata={"note": "vgg"})
+    assert os.path.isdir(path) and path.endswith("3")
+    _assert_identical(training.restore_checkpoint(tmp_path, params), params)
+    # Without a template: nested dicts holding the same bits.
+    _assert_identical(training.restore_checkpoint(tmp_path), params)
+
+
+def test_steps_are_selectable(tmp_path):
+    a, b = _params(seed=1), _params(seed=2)
+    training.save_checkpoint(tmp_path, a, step=1)
+    training.save_checkpoint(tmp_path, b, step=2)
+    _assert_identical(training.restore_checkpoint(tmp_path, a), b)  # latest
+    _assert_identical(training.restore_checkpoint(tmp_path, a, step=1), a)
+    with pytest.raises(errors.InvalidArgumentError, match=r"\[1, 2\]"):
+        training.restore_checkpoint(tmp_path, a, step=7)
+    with pytest.raises(errors.InvalidArgumentError, match="already exists"):
+        training.save_checkpoint(tmp_path, a, step=2)
+    _assert_identical(training.restore_checkpoint(tmp_path, a, step=2), b)  # not overwritten
+
+
+def test_different_width_raises_mismatch_naming_path_and_shapes(tmp_path):
+    training.save_checkpoint(tmp_path, _params(widths=(4, 8)), step=0)
+    with pytest.raises(errors.CheckpointMismatchError) as e:
+        training.restore_checkpoint(tmp_path, _params(widths=(4, 16)))
+    msg = str(e.value)
+    assert "block2/conv1/bias" in msg and "[8]" in msg and "[16]" in msg
+    assert isinstance(e.value, ValueError)
+
+
+def test_different_depth_raises_mismatch_naming_missing_leaf(tmp_path):
+    training.save_checkpoint(tmp_path, _params(widths=(4, 8)), step=0)
+    with pytest.raises(errors.CheckpointMismatchError, match="block3/conv1/bias.*missing"):
+        training.restore_checkpoint(tmp_path, _params(widths=(4, 8, 8)))
+    with pytest.raises(errors.CheckpointMismatchError, match="block2/conv1/bias.*lacks"):
+        training.restore_checkpoint(tmp_path, _params(widths=(4,)))
+
+
+def test_different_dtype_raises_mismatch(tmp_path):
+    params = _params()
+    training.save_checkpoint(tmp_path, params, step=0)
+    like = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
+    with pytest.raises(errors.CheckpointMismatchError, match="float32.*bfloat16"):
+        training.restore_checkpoint(tmp_path, like)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
+def test_damaged_array_data_raises_corrupt(tmp_path, damage):
+    params = _params()
+    path = training.save_checkpoint(tmp_path, params, step=5)
+    target = _largest_file(os.path.join(path, "params"))
+    data = bytearray(open(target, "rb").read())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        data = b""
+    with open(target, "wb") as f:
+        f.write(bytes(data))
+    with pytest.raises(errors.CorruptCheckpointError) as e:
+        training.restore_checkpoint(tmp_path, params)
+    assert path in str(e.value) and "delete" in str(e.value)
+
+
+def test_damaged_metadata_raises_corrupt(tmp_path):
+    params = _params()
+    path = training.save_checkpoint(tmp_path, params, step=0)
+    meta = os.path.join(path, "metadata", "metadata")
+    with open(meta, "w") as f:
+        f.write('{"format": ')
+    with pytest.raises(errors.CorruptCheckpointError, match="metadata"):
+        training.restore_checkpoint(tmp_path, params)
+    with open(meta, "w") as f:
+        json.dump({"hello": 1}, f)
+    with pytest.raises(errors.CorruptCheckpointError, match="not an xaijax checkpoint"):
+        training.restore_checkpoint(tmp_path, params)
+
+
+def test_missing_or_empty_directory_raises_corrupt(tmp_path):
+    with pytest.raises(errors.CorruptCheckpointError, match="No checkpoint directory"):
+        training.restore_checkpoint(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(errors.CorruptCheckpointError, match="No checkpoint found"):
+        training.restore_checkpoint(tmp_path / "empty")
+
+
+def test_save_argument_errors(tmp_path):
+    params = _params()
+    with pytest.raises(errors.InvalidArgumentError, match="JSON"):
+        training.save_checkpoint(tmp_path, params, step=0, metadata={"f": object()})
+    with pytest.raises(errors.InvalidArgumentError, match="step"):
+        training.save_checkpoint(tmp_path, params, step=-1)

@@ -1,0 +1,152 @@
+"""Tests of the train state, the jitted train step and evaluation (closed-form oracles)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from xaijax import errors, models, training
+
+
+def _linear_apply(params, x):
+    return x @ params["w"] + params["b"][None, :]
+
+
+def _softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture
+def linear_problem():
+    rng = np.random.default_rng(0)
+    params = {
+        "w": jnp.asarray(rng.normal(size=(5, 3)), jnp.float32),
+        "b": jnp.asarray(rng.normal(size=(3,)), jnp.float32),
+    }
+    x = jnp.asarray(rng.normal(size=(8, 5)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 3, size=8), jnp.int32)
+    return params, x, y
+
+
+def test_train_step_matches_closed_form_sgd(linear_problem):
+    """One SGD step on softmax cross-entropy of a linear model, against NumPy (float64)."""
+    params, x, y = linear_problem
+    tx = optax.sgd(0.5)
+    state = training.TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params)
+    )
+    new_state, metrics = training.make_train_step(_linear_apply, tx)(state, x, y)
+
+    xn, yn = np.asarray(x, np.float64), np.asarray(y)
+    w, b = np.asarray(params["w"], np.float64), np.asarray(params["b"], np.float64)
+    logits = xn @ w + b
+    p = _softmax(logits)
+    loss = -np.mean(np.log(p[np.arange(8), yn]))
+    dlogits = (p - np.eye(3)[yn]) / 8
+    np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
+    np.testing.assert_allclose(metrics["accuracy"], np.mean(logits.argmax(1) == yn), rtol=1e-6)
+    np.testing.assert_allclose(
+        new_state.params["w"], w - 0.5 * xn.T @ dlogits, rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        new_state.params["b"], b - 0.5 * dlogits.sum(0), rtol=1e-5, atol=1e-6
+    )
+    assert int(new_state.step) == 1
+    # The input state is left untouched (no donation).
+    np.testing.assert_array_equal(state.params["w"], params["w"])
+
+
+def test_train_step_does_not_recompile(linear_problem, assert_no_recompile):
+    params, x, y = linear_problem
+    tx = optax.adam(1e-2)
+    state = training.TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params)
+    )
+    step = training.make_train_step(_linear_apply, tx)
+    state2, _ = assert_no_recompile(step, state, x, y)
+    # A new batch of the same shape and the updated state reuse the compilation too.
+    assert_no_recompile(step, state2, x[::-1], y[::-1])
+
+
+def test_cross_entropy_oracle(linear_problem):
+    params, x, y = linear_problem
+    logits = np.asarray(_linear_apply(params, x), np.float64)
+    expected = -np.mean(np.log(_softmax(logits)[np.arange(8), np.asarray(y)]))
+    np.testing.assert_allclose(
+        training.cross_entropy(jnp.asarray(logits, jnp.float32), y), expected, rtol=1e-5
+    )
+
+
+def test_create_train_state_matches_model_init():
+    model = models.get_model(
+        "text1d", 3, vocab_size=16, embed_dim=4, widths=(4,), kernel_sizes=(3,)
+    )
+    x = jnp.zeros((2, 8), jnp.int32)
+    key = jax.random.key(3, impl="rbg")
+    tx = optax.adam(1e-3)
+    state = training.create_train_state(model, x, key=key, optimizer=tx)
+    expected = jax.jit(model.init)(key, x)["params"]
+    assert int(state.step) == 0
+    jax.tree.map(np.testing.assert_array_equal, state.params, expected)
+    jax.tree.map(np.testing.assert_array_equal, state.opt_state, tx.init(expected))
+
+
+def test_create_train_state_errors():
+    class WithBatchNorm(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(2)(nn.BatchNorm(use_running_average=False)(x))
+
+    with pytest.raises(errors.InvalidArgumentError, match="BatchNorm"):
+        training.create_train_state(WithBatchNorm(), jnp.zeros((2, 3)), key=jax.random.key(0))
+    with pytest.raises(errors.MissingKeyError, match="key"):
+        training.create_train_state(WithBatchNorm(), jnp.zeros((2, 3)), key=None)
+
+
+def test_default_optimizer_schedule_and_errors():
+    tx = training.default_optimizer(1e-2, steps=100)
+    assert training.default_optimizer(1e-2, steps=100) is tx  # cached: shared compilations
+    params = {"w": jnp.zeros(())}
+    state = tx.init(params)
+    # Adam's first step moves by the learning rate; the warm-up starts at 0.
+    updates, state = tx.update({"w": jnp.ones(())}, state, params)
+    assert float(updates["w"]) == 0.0
+    for _ in range(5):
+        updates, state = tx.update({"w": jnp.ones(())}, state, params)
+    np.testing.assert_allclose(-float(updates["w"]), 1e-2, rtol=1e-3)  # end of the 5-step warm-up
+    with pytest.raises(errors.InvalidArgumentError, match="learning_rate"):
+        training.default_optimizer(-1.0)
+    with pytest.raises(errors.InvalidArgumentError, match="steps"):
+        training.default_optimizer(1e-3, steps=0)
+
+
+def test_evaluate_matches_numpy_with_padded_last_batch(compile_counter):
+    rng = np.random.default_rng(1)
+    params = {"w": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32), "b": jnp.zeros(3)}
+    x = rng.normal(size=(10, 4)).astype(np.float32)
+    y = rng.integers(0, 3, size=10).astype(np.int32)
+    expected = np.mean((x @ np.asarray(params["w"])).argmax(1) == y)
+    assert training.evaluate(_linear_apply, params, x, y, batch_size=4) == pytest.approx(expected)
+    assert training.evaluate(_linear_apply, params, x, y, batch_size=64) == pytest.approx(expected)
+    # Ragged datasets of other lengths reuse the compiled batch-of-4 function.
+    with compile_counter() as n:
+        acc = training.evaluate(_linear_apply, params, x[:7], y[:7], batch_size=4)
+    assert n.count == 0
+    assert acc == pytest.approx(np.mean((x[:7] @ np.asarray(params["w"])).argmax(1) == y[:7]))
+
+
+def test_evaluate_errors():
+    params = {"w": jnp.zeros((4, 3)), "b": jnp.zeros(3)}
+    x = np.zeros((5, 4), np.float32)
+    with pytest.raises(errors.BatchMismatchError, match="labels"):
+        training.evaluate(_linear_apply, params, x, np.zeros(4, np.int32))
+    with pytest.raises(errors.InputDTypeError, match="int32"):
+        training.evaluate(_linear_apply, params, x, np.zeros(5, np.float32))
+    with pytest.raises(errors.InvalidArgumentError, match="batch_size"):
+        training.evaluate(_linear_apply, params, x, np.zeros(5, np.int32), batch_size=0)
