@@ -1,0 +1,267 @@
+"""CNN Fixations for any JAX model: trace once, walk the jaxpr backwards, no gradients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xaijax import _validation, errors
+from xaijax.fixations import _program, _rules
+from xaijax.typing import ApplyFn, Array, ArrayLike, Params
+
+CHANNEL_REDUCTIONS = ("any", "count", "none")
+
+
+def _options(variant: str, **overrides: str | None) -> _rules.Options:
+    _validation.check_choice(variant, "variant", tuple(_rules.VARIANTS))
+    base = _rules.VARIANTS[variant]
+    choices = {
+        "conv_position": _rules.CONV_POSITIONS,
+        "dense_volume": _rules.DENSE_VOLUME,
+        "sum_pool": _rules.SUM_POOL,
+        "residual": _rules.RESIDUAL,
+    }
+    fields = {}
+    for name, value in overrides.items():
+        if value is not None:
+            _validation.check_choice(value, name, choices[name])
+            fields[name] = value
+    return base._replace(**fields)
+
+
+def _trace(apply_fn: ApplyFn, params: Params, example: jax.ShapeDtypeStruct):
+    """The model on one example ``[1, ...]`` as a flat :class:`_program.Program`."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    leaf_avals = [jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)) for a in leaves]
+
+    def flat_apply(leaves, x):
+        return apply_fn(jax.tree_util.tree_unflatten(treedef, leaves), x)
+
+    closed = jax.make_jaxpr(flat_apply)(leaf_avals, example)
+    if len(closed.jaxpr.outvars) != 1:
+        raise errors.InputShapeError(
+            "`apply_fn(params, x)` must return a single logits array [B, C], got "
+            f"{len(closed.jaxpr.outvars)} outputs. Wrap the model so it returns only the logits."
+        )
+    return _program.build_program(closed)
+
+
+def np_size(v) -> int:
+    return int(np.prod(jnp.shape(v), dtype=np.int64))
+
+
+def _read(values: list[Any], ref: int | _program.Literal) -> Any:
+    return ref.value if isinstance(ref, _program.Literal) else values[ref]
+
+
+def _walk(
+    program: _program.Program,
+    options: _rules.Options,
+    leaves: list[Array],
+    x1: Array,
+    target: Array | None,
+) -> Array:
+    """Forward pass storing every value, then the backward walk; returns the mask over ``x1``."""
+    values: list[Any] = [None] * len(program.avals)
+    for i, c in zip(program.const_ids, program.const_values, strict=True):
+        values[i] = c
+    for i, a in zip(program.arg_ids, [*leaves, x1], strict=True):
+        values[i] = a
+    for step in program.steps:
+        outs = step.primitive.bind(*[_read(values, i) for i in step.inputs], **step.params)
+        if not step.primitive.multiple_results:
+            outs = (outs,)
+        for i, v in zip(step.outputs, outs, strict=True):
+            values[i] = v
+
+    out_ref = program.out_ids[0]
+    logits = jnp.asarray(_read(values, out_ref))
+    t = jnp.argmax(logits.reshape(-1)) if target is None else target
+    x_id = program.arg_ids[-1]
+    if not isinstance(out_ref, int) or not program.dependent[out_ref]:
+        return jnp.zeros(x1.shape, bool)
+    masks: dict[int, Array] = {
+        out_ref: (jnp.arange(logits.shape[-1]) == t).reshape((1,) * (logits.ndim - 1) + (-1,))
+    }
+    masks[out_ref] = jnp.broadcast_to(masks[out_ref], logits.shape)
+    # Static upper bounds on the number of discriminative neurons per value (see input_bounds).
+    bounds: dict[int, int] = {out_ref: 1}
+    frontier = 1  # bound on the total number of discriminative neurons not yet walked through
+    for step in reversed(program.steps):
+        dependent = tuple(isinstance(i, int) and program.dependent[i] for i in step.inputs)
+        if not any(dependent):
+            continue
+        out_masks = [masks.get(o) for o in step.outputs]
+        if all(m is None for m in out_masks):
+            continue
+        out_values = tuple(values[o] for o in step.outputs)
+        out_masks = tuple(
+            jnp.zeros(jnp.shape(v), bool) if m is None else m
+            for m, v in zip(out_masks, out_values, strict=True)
+        )
+        name = step.primitive.name
+        eqn = _rules.Equation(
+            primitive=name,
+            params=step.params,
+            in_values=tuple(_read(values, i) for i in step.inputs),
+            out_values=out_values,
+            dependent=dependent,
+            statistic=tuple(isinstance(i, int) and program.statistic[i] for i in step.inputs),
+            flattened=tuple(isinstance(i, int) and program.flattened[i] for i in step.inputs),
+            options=options,
+            out_bounds=tuple(
+                min(int(np_size(values[o])), bounds.get(o, 0), frontier) for o in step.outputs
+            ),
+        )
+        in_masks = list(_rules.lookup(name)(eqn, out_masks))
+        in_bounds, growth = _rules.input_bounds(eqn, eqn.out_bounds)
+        frontier += growth
+        if len(in_masks) != len(step.inputs):
+            raise errors.InvalidArgumentError(
+                f"The rule for `{name}` returned {len(in_masks)} masks for "
+                f"{len(step.inputs)} operands: return one mask (or None) per operand."
+            )
+        for ref, dep, m, bound in zip(step.inputs, dependent, in_masks, in_bounds, strict=True):
+            if m is None or not dep:
+                continue
+            m = jnp.asarray(m).astype(bool)
+            shape = program.avals[ref].shape
+            if m.shape != tuple(shape):
+                raise errors.InvalidArgumentError(
+                    f"The rule for `{name}` returned a mask of shape {list(m.shape)} for an "
+                    f"operand of shape {list(shape)}: masks must have their operand's shape."
+                )
+            masks[ref] = masks[ref] | m if ref in masks else m
+            bounds[ref] = min(m.size, bounds.get(ref, 0) + bound)
+    return masks.get(x_id, jnp.zeros(x1.shape, bool))
+
+
+def _check_x(x) -> Array:
+    if hasattr(x, "dtype") and (
+        jnp.issubdtype(x.dtype, jnp.integer) and not jnp.issubdtype(x.dtype, jnp.bool_)
+    ):
+        if x.ndim < 2:
+            raise errors.InputShapeError(
+                f"`x` must be a batch of token ids [B, L], got shape {list(x.shape)}. "
+                "For a single example add a batch axis: `x[None]`."
+            )
+        return jnp.asarray(x)
+    return _validation.check_floating(x, "x", min_rank=2, layout="[B, ...] (a batch)")
+
+
+def fixations(
+    apply_fn: ApplyFn,
+    *,
+    variant: str = "official",
+    conv_position: str | None = None,
+    dense_volume: str | None = None,
+    sum_pool: str | None = None,
+    residual: str | None = None,
+    channel_reduction: str = "any",
+):
+    """CNN Fixations: the input locations that drove a prediction, found without gradients.
+
+    Starting from the target class logit, the forward pass is unravelled layer by layer: a dense
+    layer keeps the inputs of positive contribution ``a * w``, a convolution the input channel of
+    largest summed contribution over its window, max pooling the arg-max of the window, a
+    residual junction the branch of larger value, a concatenation the branch that owns the
+    channel; activations and affine normalisation pass through. What survives at the input are
+    the *fixations*.
+
+    The model is traced to a jaxpr for one example (``jax.make_jaxpr``) and the jaxpr is walked
+    backwards with one rule per primitive (see :func:`register_rule`), carrying the
+    discriminative neurons as fixed-size boolean masks over every intermediate value, so any
+    model built from standard operations is supported, the walk computes no gradient, and
+    ``explain`` is jitted, vmapped over the batch and compiled once per input shape.
+
+    Args:
+      apply_fn: the model, ``apply_fn(params, x) -> logits [B, C]``. Examples must be
+        independent (no batch statistics).
+      variant: ``"official"`` (the authors' code ``val-iisc/cnn-fixations``) or ``"pytorch"``
+        (the PyTorch port's choices: ``conv_position="argmax_contribution"``,
+        ``dense_volume="positive"``); the four options below override single choices.
+      conv_position: ``"official"`` | ``"center"`` | ``"argmax_contribution"``, see
+        :class:`Options`.
+      dense_volume: ``"argmax"`` | ``"positive"``: dense layer on a flattened volume.
+      sum_pool: ``"argmax"`` | ``"positive"``: average and global average pooling.
+      residual: ``"larger"`` | ``"both"``: residual junctions.
+      channel_reduction: for floating inputs ``[B, ..., C]`` (images, clips), how the last
+        (channel) axis is reduced: ``"any"`` (a location is fixated if any of its channels is;
+        bool ``[B, ...]``), ``"count"`` (how many channels are; int32 ``[B, ...]``, the counts the
+        authors' heatmap adds up) or ``"none"`` (bool, ``x``'s shape). Integer inputs (token ids
+        ``[B, L]``) have no channel axis: the map has ``x``'s shape.
+
+    Returns:
+      ``explain(params, x, target=None) -> fixation map`` as described for
+      ``channel_reduction``; ``target`` is ``[B]`` class indices or ``None`` for the predicted
+      class.
+
+    Raises:
+      InvalidArgumentError: unknown variant or option.
+      UnsupportedPrimitiveError: (when called) the model uses a primitive without a rule on the
+        path from the logits to the input.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from xaijax.fixations import fixations
+      >>> w = jnp.array([[1.0, -1.0], [-1.0, 1.0], [2.0, 0.0]])
+      >>> apply_fn = lambda p, x: x @ p
+      >>> explain = fixations(apply_fn, channel_reduction="none")
+      >>> explain(w, jnp.array([[1.0, 1.0, 1.0]]), jnp.array([0])).tolist()
+      [[True, False, True]]
+
+    References:
+      Mopuri, Garg and Babu, "CNN Fixations: An unraveling approach to visualize the
+      discriminative image regions", IEEE TIP 28(5), 2019 (arXiv 1708.06670).
+    """
+    if not callable(apply_fn):
+        raise errors.InvalidArgumentError(
+            f"`apply_fn` must be callable as apply_fn(params, x), got {type(apply_fn).__name__}."
+        )
+    options = _options(
+        variant,
+        conv_position=conv_position,
+        dense_volume=dense_volume,
+        sum_pool=sum_pool,
+        residual=residual,
+    )
+    _validation.check_choice(channel_reduction, "channel_reduction", CHANNEL_REDUCTIONS)
+    num_classes_cache: dict[Any, int] = {}
+
+    def run(params: Params, x: Array, target: Array | None) -> Array:
+        example = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
+        program = _trace(apply_fn, params, example)
+        leaves = jax.tree_util.tree_leaves(params)
+
+        def one(xi, ti):
+            return _walk(program, options, leaves, xi[None], ti)[0]
+
+        if target is None:
+            m = jax.vmap(lambda xi: one(xi, None))(x)
+        else:
+            m = jax.vmap(one)(x, target)
+        if jnp.issubdtype(x.dtype, jnp.integer) or channel_reduction == "none":
+            return m.astype(jnp.int32) if channel_reduction == "count" else m
+        if channel_reduction == "count":
+            return jnp.sum(m, axis=-1, dtype=jnp.int32)
+        return jnp.any(m, axis=-1)
+
+    run_jit = jax.jit(run)
+
+    def explain(params: Params, x: ArrayLike, target: ArrayLike | None = None) -> Array:
+        x = _check_x(x)
+        target = _validation.check_target(target, x.shape[0])
+        key = (x.shape[1:], str(x.dtype), jax.tree_util.tree_structure(params))
+        if key not in num_classes_cache:
+            out = jax.eval_shape(apply_fn, params, x)
+            _validation.check_logits(out, x.shape[0])
+            num_classes_cache[key] = int(out.shape[1])
+        _validation.check_target_in_range(target, num_classes_cache[key])
+        return run_jit(params, x, target)
+
+    explain.apply_fn = apply_fn
+    explain.options = options
+    return explain
