@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 import xaijax
+from xaijax import fixations, segmentation, superpixels, surrogates
 
 
 class Method(NamedTuple):
@@ -51,4 +52,43 @@ def image_methods(model, apply_fn, *, small: bool) -> list[Method]:
         Method("cam", xaijax.cam(model, layer, relu=True), f"layer {layer!r}, GAP + dense head"),
         Method("occlusion", lambda p, x, t: occ(p, x, t)[..., 0], f"{window}x{window} window, stride {stride}, zero fill"),
         Method("rise", lambda p, x, t: rise(p, x, t, key=key), f"{masks} masks, 8 px cells"),
+    ] + superpixel_methods(apply_fn, grad, small=small) + [
+        Method("cnn_fixations", _fixation_map(apply_fn), "backtracked forward pass, no gradient"),
     ]
+
+
+def _paint(segments: jax.Array, scores: jax.Array) -> jax.Array:
+    """Per-pixel map from per-segment scores: ``map[b, ...] = scores[b, segments[b, ...]]``."""
+    flat = segments.reshape(segments.shape[0], -1)
+    return jnp.take_along_axis(scores, flat, axis=1).reshape(segments.shape)
+
+
+def superpixel_methods(apply_fn, grad, *, small: bool) -> list[Method]:
+    """GWS (gradient pooled over SLIC superpixels) and LIME on the same superpixels."""
+    segment = jax.jit(segmentation.slic(n_segments=30, compactness=10.0, max_segments=48))
+    num_samples = 100 if small else 1000
+    gws = superpixels.gws(grad, "mean", channel_reduce="sum", num_segments=48)
+    lime = surrogates.lime(apply_fn, num_samples=num_samples, num_segments=48, batch_size=100)
+    key = jax.random.key(1)
+
+    def run_gws(p, x, t):
+        seg = segment(x)
+        return _paint(seg, jax.nn.relu(gws(p, x, t, segments=seg)))
+
+    def run_lime(p, x, t):
+        seg = segment(x)
+        return _paint(seg, jax.nn.relu(lime(p, x, t, segments=seg, key=key).coefficients))
+
+    return [
+        Method("gws", run_gws, "mean gradient per SLIC superpixel (~30 segments)"),
+        Method("lime", run_lime, f"{num_samples} samples on the same superpixels"),
+    ]
+
+
+def _fixation_map(apply_fn):
+    fix = fixations.fixations(apply_fn)
+
+    def run(p, x, t):
+        return fixations.heatmap(fix(p, x, t))
+
+    return run
