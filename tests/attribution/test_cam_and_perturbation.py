@@ -25,7 +25,9 @@ def test_cam_is_the_exact_decomposition_of_the_logit(cnn):
         _, acts = model.apply({"params": params}, x, capture_intermediates=True)
         feats = acts["intermediates"]["features"]["__call__"][0]
         np.testing.assert_allclose(
-            maps, jnp.einsum("bhwk,k->bhw", feats, params["head"]["kernel"][:, c]), rtol=1e-5,
+            maps,
+            jnp.einsum("bhwk,k->bhw", feats, params["head"]["kernel"][:, c]),
+            rtol=1e-5,
             atol=1e-6,
         )
 
@@ -84,8 +86,9 @@ def test_grad_cam_on_an_nnx_model_equals_linen_formula():
     np.testing.assert_allclose(maps, expected, rtol=1e-5, atol=1e-6)
     apply_fn, params = xaijax.from_nnx(net)
     np.testing.assert_allclose(apply_fn(params, x), net(x), rtol=1e-6)
-    assert xaijax.grad_cam(xaijax.nnx_layer(net, "block/conv")[0], "block/conv")(state, x).shape == (
-        2, 6, 6)
+    assert xaijax.grad_cam(xaijax.nnx_layer(net, "block/conv")[0], "block/conv")(
+        state, x
+    ).shape == (2, 6, 6)
     with pytest.raises(errors.UnknownLayerError, match="block/conv"):
         xaijax.nnx_layer(net, "nope")
 
@@ -124,10 +127,12 @@ def test_rise_is_higher_where_the_model_looks():
         s = (x[:, :8, :8, 0].mean(axis=(1, 2)) - 0.5) * 12.0
         return jnp.stack([s, jnp.zeros_like(s)], axis=1)
 
-    sal = xaijax.rise(f, masks=256, cell_size=4, batch_size=64)(None, x, jnp.array([0]),
-                                                                key=jax.random.key(0))
+    sal = xaijax.rise(f, masks=256, cell_size=4, batch_size=64)(
+        None, x, jnp.array([0]), key=jax.random.key(0)
+    )
     assert sal.shape == (1, 16, 16)
     assert float(sal[0, :8, :8].mean()) > float(sal[0, 8:, 8:].mean()) + 0.05
-    again = xaijax.rise(f, masks=256, cell_size=4, batch_size=100)(None, x, jnp.array([0]),
-                                                                   key=jax.random.key(0))
+    again = xaijax.rise(f, masks=256, cell_size=4, batch_size=100)(
+        None, x, jnp.array([0]), key=jax.random.key(0)
+    )
     np.testing.assert_allclose(sal, again, rtol=1e-5)  # chunking does not change the masks

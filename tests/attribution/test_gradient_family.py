@@ -33,8 +33,10 @@ def test_target_none_is_the_predicted_class(cnn):
     np.testing.assert_allclose(explain(params, x), explain(params, x, pred), rtol=1e-6)
 
 
-@pytest.mark.parametrize("method", ["riemann_left", "riemann_right", "riemann_middle",
-                                    "riemann_trapezoid", "gausslegendre"])
+@pytest.mark.parametrize(
+    "method",
+    ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"],
+)
 def test_quadrature_integrates_polynomials(method):
     alphas, w = quadrature(method, 64)
     assert np.isclose(w.sum(), 1.0)
@@ -71,9 +73,10 @@ def test_ig_completeness_on_a_small_cnn(cnn):
     attr = ig(params, x, target)
     delta = xaijax.convergence_delta(apply_fn, params, x, attr, target)
     logits = apply_fn(params, x)
-    gap = jnp.take_along_axis(logits, target[:, None], 1)[:, 0] - jnp.take_along_axis(
-        apply_fn(params, jnp.zeros_like(x)), target[:, None], 1
-    )[:, 0]
+    gap = (
+        jnp.take_along_axis(logits, target[:, None], 1)[:, 0]
+        - jnp.take_along_axis(apply_fn(params, jnp.zeros_like(x)), target[:, None], 1)[:, 0]
+    )
     assert np.all(np.abs(delta) <= 1e-3 * np.abs(gap) + 1e-6), (delta, gap)
 
 
@@ -124,10 +127,17 @@ def test_smoothgrad_noise_is_keyed_and_matches_a_manual_average(cnn):
     # Manual reference: the same noise draws, averaged by hand.
     span = (x.reshape(4, -1).max(1) - x.reshape(4, -1).min(1)).reshape(4, 1, 1, 1)
     grad = xaijax.gradient(apply_fn)
-    ref = sum(
-        grad(params, x + 0.1 * span * jax.random.normal(jax.random.fold_in(key, j), x.shape[1:])[None], t)
-        for j in range(3)
-    ) / 3
+    ref = (
+        sum(
+            grad(
+                params,
+                x + 0.1 * span * jax.random.normal(jax.random.fold_in(key, j), x.shape[1:])[None],
+                t,
+            )
+            for j in range(3)
+        )
+        / 3
+    )
     np.testing.assert_allclose(a1, ref, rtol=1e-4, atol=1e-6)
 
 
@@ -140,7 +150,10 @@ def test_smooth_composes_with_integrated_gradients(linear):
     sig = xaijax.smooth(xaijax.integrated_gradients(apply_fn, steps=4), samples=3, noise=0.2)
     attr = sig(w, x, t, key=key)
     span = (x.reshape(5, -1).max(1) - x.reshape(5, -1).min(1)).reshape(5, 1, 1, 1)
-    noisy = [x + 0.2 * span * jax.random.normal(jax.random.fold_in(key, j), x.shape[1:])[None] for j in range(3)]
+    noisy = [
+        x + 0.2 * span * jax.random.normal(jax.random.fold_in(key, j), x.shape[1:])[None]
+        for j in range(3)
+    ]
     expected = sum(n * w.T[t].reshape(x.shape) for n in noisy) / 3
     np.testing.assert_allclose(attr, expected, rtol=1e-4, atol=1e-5)
 
@@ -151,7 +164,8 @@ def test_guided_backprop_equals_gradient_without_relu(cnn):
     apply_fn = lambda p, xx: tanh.apply({"params": p}, xx)  # noqa: E731
     t = jnp.array([2, 1, 0, 2])
     np.testing.assert_allclose(
-        xaijax.guided_backprop(apply_fn)(params, x, t), xaijax.gradient(apply_fn)(params, x, t),
+        xaijax.guided_backprop(apply_fn)(params, x, t),
+        xaijax.gradient(apply_fn)(params, x, t),
         rtol=1e-6,
     )
     relu_fn = lambda p, xx: model.apply({"params": p}, xx)  # noqa: E731

@@ -30,8 +30,17 @@ def _explainers(model, apply_fn):
     }
 
 
-NAMES = ["gradient", "gradient_x_input", "integrated_gradients", "smooth", "guided_backprop",
-         "grad_cam", "cam", "occlusion", "rise"]
+NAMES = [
+    "gradient",
+    "gradient_x_input",
+    "integrated_gradients",
+    "smooth",
+    "guided_backprop",
+    "grad_cam",
+    "cam",
+    "occlusion",
+    "rise",
+]
 
 
 @pytest.fixture(scope="module")

@@ -287,3 +287,19 @@ def test_bad_inputs_raise_named_errors():
         text.init(key, jnp.zeros((1, 16), jnp.float32))
     with pytest.raises(errors.InputShapeError, match=r"tokens\[None\]"):
         text.init(key, jnp.zeros((16,), jnp.int32))
+
+
+def test_video_frame_conv_equals_a_1x3x3_3d_conv():
+    x = jnp.asarray(np.random.default_rng(0).random((2, 3, 6, 6, 3)), jnp.float32)
+    stem = models.FrameConv(4, strides=(2, 2))
+    p = jax.jit(stem.init)(_key(0), x)["params"]
+    out = jax.jit(stem.apply)({"params": p}, x)
+    kernel = np.asarray(p["conv"]["kernel"])[None]  # (1, 3, 3, 3, 4)
+    ref = jax.lax.conv_general_dilated(
+        x, kernel, (1, 2, 2), "SAME", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
+    )
+    ref = np.maximum(np.asarray(ref) + np.asarray(p["conv"]["bias"]), 0)
+    assert out.shape == (2, 3, 3, 3, 4)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(errors.InvalidArgumentError, match="pool_windows"):
+        models.Video3D(3, pool_windows=((1, 1, 1),)).init(_key(0), x)

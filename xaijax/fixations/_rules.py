@@ -273,7 +273,7 @@ def _first_true(v: Array, k: int) -> Array:
     n = v.shape[0]
     wanted = jnp.arange(1, k + 1, dtype=jnp.int32)
     # A binary search is a loop (slow to compile); comparing all pairs is one fused reduction.
-    method = "compare_all" if n * k <= (1 << 20) else "scan"
+    method = "compare_all" if n * k <= (1 << 12) else "scan"
     index = jnp.searchsorted(_rank(v), wanted, side="left", method=method)
     return jnp.minimum(index, n).astype(jnp.int32)
 

@@ -76,8 +76,8 @@ class Video3D(nn.Module):
     num_classes: int
     stem_features: int = 16
     stem_strides: tuple[int, int] = (2, 2)
-    widths: tuple[int, ...] = (16, 32, 64)
-    pool_windows: tuple[tuple[int, int, int], ...] = ((1, 2, 2), (2, 2, 2), (2, 1, 1))
+    widths: tuple[int, ...] = (32, 64, 64)
+    pool_windows: tuple[tuple[int, int, int], ...] = ((2, 2, 2), (2, 2, 2), (1, 1, 1))
     convs_per_block: int = 1
     head: str = "gap"
     mlp_features: int = 128
