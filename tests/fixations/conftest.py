@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.extend import core as jex_core
 
 from xaijax.fixations import _rules
+
+
+@contextlib.contextmanager
+def force_compact():
+    """Rules take their compact (list) path whenever a bound allows, even on tiny layers."""
+    saved = _rules._DENSE_SMALL
+    _rules._DENSE_SMALL = -1
+    try:
+        yield
+    finally:
+        _rules._DENSE_SMALL = saved
 
 
 def _equation(fn, args, primitive, dependent, options, statistic=None, flattened=None):
@@ -51,7 +64,13 @@ def _equation(fn, args, primitive, dependent, options, statistic=None, flattened
 @pytest.fixture
 def apply_rule():
     """``apply_rule(fn, args, primitive, out_mask, dependent=..., options=...)`` -> operand masks
-    (NumPy bool or None), computed under ``jit`` by the registered rule."""
+    (NumPy bool or None) computed under ``jit`` by the registered rule, and the equation.
+
+    ``options`` may be a list of :class:`Options`: then a list of mask lists comes back, all
+    computed in one compiled program (compiling is the slow part of these tests). Each is
+    computed twice, by the dense path (no bound) and by the compact path (bound = the exact
+    number of discriminative outputs, the tightest the walker could give); they must agree.
+    """
 
     def run(
         fn,
@@ -64,26 +83,32 @@ def apply_rule():
         statistic=None,
         flattened=None,
     ):
-        options = options or _rules.Options()
-        eqn = _equation(fn, args, primitive, dependent, options, statistic, flattened)
+        many = isinstance(options, list)
+        option_list = options if many else [options or _rules.Options()]
+        eqn = _equation(fn, args, primitive, dependent, option_list[0], statistic, flattened)
         out_masks = out_masks if isinstance(out_masks, tuple) else (out_masks,)
         for m, v in zip(out_masks, eqn.out_values, strict=True):
             assert m.shape == v.shape, (m.shape, v.shape)
         rule = _rules.lookup(primitive)
-        # Both the dense path (no bound) and the compact path (bound = the exact count, the
-        # tightest the walker could give) run in one program and must agree.
         bounds = tuple(int(np.sum(np.asarray(m))) for m in out_masks)
 
-        def both(e_vals, om):
-            e = eqn._replace(in_values=e_vals)
-            return rule(e, om), rule(e._replace(out_bounds=bounds), om)
+        def all_options(e_vals, om):
+            results = []
+            for opt in option_list:
+                e = eqn._replace(in_values=e_vals, options=opt)
+                results.append((rule(e, om), rule(e._replace(out_bounds=bounds), om)))
+            return results
 
-        dense, compact = jax.jit(both)(eqn.in_values, out_masks)
-        for a, b in zip(dense, compact, strict=True):
-            assert (a is None) == (b is None)
-            if a is not None:
-                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-        return [None if m is None else np.asarray(m) for m in dense], eqn
+        results = []
+        with force_compact():
+            outputs = jax.jit(all_options)(eqn.in_values, out_masks)
+        for dense, compact in outputs:
+            for a, b in zip(dense, compact, strict=True):
+                assert (a is None) == (b is None)
+                if a is not None:
+                    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+            results.append([None if m is None else np.asarray(m) for m in dense])
+        return (results if many else results[0]), eqn
 
     return run
 
@@ -111,7 +136,13 @@ def init_params(model, x, seed=0):
     return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
+def compact_mode():
+    """A context manager forcing the rules' compact path (see :func:`force_compact`)."""
+    return force_compact
+
+
+@pytest.fixture(scope="session")
 def init():
     """``init(model, x, seed=0)`` -> parameters (see :func:`init_params`)."""
     return init_params
@@ -245,7 +276,7 @@ def np_pool(x, window, strides, padding):
     return out
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ref():
     """NumPy references of the rules (masks in, masks out) and of the forward layers."""
     return types.SimpleNamespace(
@@ -255,4 +286,189 @@ def ref():
         gap=ref_gap,
         np_conv=np_conv,
         np_pool=np_pool,
+        walk=ref_walk,
     )
+
+
+# --- a literal reference of the whole walk, over the same flat program -------------------------
+
+
+def _ref_reduce(x, om, axes, mode):
+    """Reductions over ``axes``: arg-max / arg-min / every positive input, per masked output."""
+    keep = [d for d in range(x.ndim) if d not in axes]
+    out = np.zeros(x.shape, bool)
+    for idx in zip(*np.nonzero(om), strict=True):
+        sl = [slice(None)] * x.ndim
+        for d, i in zip(keep, idx, strict=True):
+            sl[d] = i
+        sub = x[tuple(sl)]
+        if mode == "positive":
+            hits = list(zip(*np.nonzero(sub > 0), strict=True))
+        else:
+            hits = [np.unravel_index(np.argmax(sub if mode == "max" else -sub), sub.shape)]
+        for h in hits:
+            full = list(sl)
+            for d, i in zip(axes, h, strict=True):
+                full[d] = i
+            out[tuple(full)] = True
+    return out
+
+
+def _ref_rule(name, ins, oms, dep, params, flat, options):
+    """The rule of one primitive in NumPy, written out per case; one mask or None per operand."""
+    om = oms[0]
+    n = len(ins)
+    pass_all = [om if d else None for d in dep]
+    if name in ("max", "min", "add", "sub") and all(dep[:2]):
+        a, b = ins[0], ins[1]
+        if name == "sub":
+            b = -b
+        first = a >= b if name != "min" else a <= b
+        return [om & first, om & ~first]
+    if name in (
+        "max",
+        "min",
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "convert_element_type",
+        "neg",
+        "exp",
+        "logistic",
+        "tanh",
+        "integer_pow",
+        "lt",
+        "gt",
+        "eq",
+        "copy",
+        "sqrt",
+        "rsqrt",
+    ):
+        return pass_all
+    if name == "select_n":
+        which = np.broadcast_to(np.asarray(ins[0]).astype(int), om.shape)
+        return [None] + [om & (which == i) if dep[i + 1] else None for i in range(n - 1)]
+    if name in ("reshape", "squeeze"):
+        return [om.reshape(ins[0].shape)] + [None] * (n - 1)
+    if name == "transpose":
+        return [om.transpose(np.argsort(params["permutation"]))]
+    if name == "broadcast_in_dim":
+        dims = tuple(params["broadcast_dimensions"])
+        m = om.any(axis=tuple(d for d in range(om.ndim) if d not in dims))
+        m = m.any(axis=tuple(i for i, s in enumerate(ins[0].shape) if s == 1), keepdims=True)
+        return [np.broadcast_to(m, ins[0].shape).copy()] + [None] * (n - 1)
+    if name == "concatenate":
+        ax = params["dimension"]
+        bounds = np.cumsum([0] + [v.shape[ax] for v in ins])
+        return [
+            np.take(om, range(bounds[i], bounds[i + 1]), axis=ax) if dep[i] else None
+            for i in range(n)
+        ]
+    if name == "gather":  # token ids looking up an embedding table
+        assert not dep[0] and dep[1]
+        per = om.any(axis=tuple(params["dimension_numbers"].offset_dims))
+        return [None, np.broadcast_to(per[..., None], ins[1].shape).copy()]
+    if name in ("reduce_sum", "reduce_max", "reduce_min"):
+        mode = {"reduce_max": "max", "reduce_min": "min"}.get(name)
+        mode = mode or ("max" if options.sum_pool == "argmax" else "positive")
+        return [_ref_reduce(np.asarray(ins[0], np.float64), om, tuple(params["axes"]), mode)]
+    if name in ("reduce_window_max", "reduce_window_sum"):
+        assert all(d == 1 for d in params["base_dilation"] + params["window_dilation"])
+        positive = name == "reduce_window_sum" and options.sum_pool == "positive"
+        return [
+            ref_pool(
+                np.asarray(ins[0]),
+                om,
+                params["window_dimensions"],
+                params["window_strides"],
+                params["padding"],
+                "positive" if positive else "argmax",
+            )
+        ]
+    if name == "dot_general":
+        (lc, rc), (lb, rb) = params["dimension_numbers"]
+        assert tuple(lc) == (1,) and tuple(rc) == (0,) and not lb and not dep[1]
+        a, w = np.asarray(ins[0], np.float64), np.asarray(ins[1], np.float64)
+        volume = flat[0] and options.dense_volume == "argmax"
+        return [np.stack([ref_dense(a[i], w, om[i], volume) for i in range(a.shape[0])]), None]
+    if name == "conv_general_dilated":
+        dn = params["dimension_numbers"]
+        lp = (dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1])
+        rp = (*dn.rhs_spec[2:], dn.rhs_spec[1], dn.rhs_spec[0])
+        op = (dn.out_spec[0], *dn.out_spec[2:], dn.out_spec[1])
+        x = np.asarray(ins[0], np.float64).transpose(lp)
+        w = np.asarray(ins[1], np.float64).transpose(rp)
+        omt = om.transpose(op)
+        m = np.stack(
+            [
+                ref_conv(
+                    x[i],
+                    w,
+                    omt[i],
+                    params["window_strides"],
+                    params["padding"],
+                    params["rhs_dilation"],
+                    params["lhs_dilation"],
+                    params["feature_group_count"],
+                    options.conv_position,
+                )
+                for i in range(x.shape[0])
+            ]
+        )
+        return [m.transpose(np.argsort(lp)), None]
+    raise NotImplementedError(f"no reference rule for {name}")
+
+
+def ref_walk(apply_fn, params, x1, target=None, options=None):
+    """The whole backtracking of one example ``x1 [1, ...]`` with the NumPy rules above, over
+    the flat program the library builds (its static facts are reused, its rules are not)."""
+    from xaijax.fixations import _program, _rules
+
+    options = options or _rules.Options()
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    closed = jax.make_jaxpr(lambda lv, x: apply_fn(jax.tree_util.tree_unflatten(treedef, lv), x))(
+        leaves, x1
+    )
+    prog = _program.build_program(closed)
+
+    def read(values, ref):
+        return ref.value if isinstance(ref, _program.Literal) else values[ref]
+
+    @jax.jit
+    def forward(leaves, x1):
+        values = [None] * len(prog.avals)
+        for i, c in zip(prog.const_ids, prog.const_values, strict=True):
+            values[i] = c
+        for i, a in zip(prog.arg_ids, [*leaves, x1], strict=True):
+            values[i] = a
+        for st in prog.steps:
+            outs = st.primitive.bind(*[read(values, i) for i in st.inputs], **st.params)
+            outs = outs if st.primitive.multiple_results else (outs,)
+            for i, v in zip(st.outputs, outs, strict=True):
+                values[i] = v
+        return [jnp.zeros(()) if v is None else v for v in values]
+
+    values = [np.asarray(v) for v in forward(leaves, x1)]
+    out = prog.out_ids[0]
+    logits = values[out]
+    t = int(np.argmax(logits)) if target is None else int(target)
+    masks = {out: np.zeros(logits.shape, bool)}
+    masks[out][..., t] = True
+    for st in reversed(prog.steps):
+        dep = [isinstance(i, int) and prog.dependent[i] for i in st.inputs]
+        oms = [masks.get(o) for o in st.outputs]
+        if not any(dep) or all(m is None for m in oms):
+            continue
+        oms = [
+            np.zeros(values[o].shape, bool) if m is None else m
+            for m, o in zip(oms, st.outputs, strict=True)
+        ]
+        ins = [read(values, i) for i in st.inputs]
+        flat = [isinstance(i, int) and prog.flattened[i] for i in st.inputs]
+        res = _ref_rule(st.primitive.name, ins, oms, dep, st.params, flat, options)
+        for ref_, d, m in zip(st.inputs, dep, res, strict=True):
+            if d and m is not None:
+                m = np.broadcast_to(m, values[ref_].shape) if m.shape != values[ref_].shape else m
+                masks[ref_] = masks[ref_] | m if ref_ in masks else m.copy()
+    return masks.get(prog.arg_ids[-1], np.zeros(x1.shape, bool))

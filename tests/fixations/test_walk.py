@@ -41,7 +41,7 @@ class VGGLike(nn.Module):
         return nn.Dense(3, name="d2")(x)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def vgg_setup(ref, init):
     model = VGGLike()
     x = jnp.asarray(np.random.default_rng(1).uniform(size=(3, 8, 8, 3)), jnp.float32)
@@ -68,12 +68,12 @@ def vgg_setup(ref, init):
         m = ref.conv(xi, w1, m, (1, 1), SAME3, (1, 1), (1, 1), 1, position)
         return m.any(-1), logits
 
-    return model, params, x, reference
+    explain = fixations(lambda p, x: model.apply({"params": p}, x))  # shared: compiled once
+    return model, params, x, reference, explain
 
 
 def test_vgg_like_matches_official_reference(vgg_setup):
-    model, params, x, reference = vgg_setup
-    explain = fixations(lambda p, x: model.apply({"params": p}, x))
+    model, params, x, reference, explain = vgg_setup
     got = np.asarray(explain(params, x))
     logits = np.asarray(model.apply({"params": params}, x))
     for b in range(x.shape[0]):
@@ -84,7 +84,7 @@ def test_vgg_like_matches_official_reference(vgg_setup):
 
 
 def test_vgg_like_every_target_and_pytorch_variant(vgg_setup):
-    model, params, x, reference = vgg_setup
+    model, params, x, reference, _ = vgg_setup
     apply_fn = lambda p, x: model.apply({"params": p}, x)  # noqa: E731
     explain = fixations(apply_fn, conv_position="argmax_contribution")
     for t in range(3):
@@ -232,8 +232,7 @@ def test_3d_conv_matches_reference(ref, init):
 
 
 def test_jit_wrapped_model_batch_and_no_recompile(vgg_setup, assert_no_recompile):
-    model, params, x, _ = vgg_setup
-    plain = fixations(lambda p, x: model.apply({"params": p}, x))
+    model, params, x, _, plain = vgg_setup
     jitted_model = fixations(jax.jit(lambda p, x: model.apply({"params": p}, x)))
     batched = np.asarray(plain(params, x))
     np.testing.assert_array_equal(np.asarray(jitted_model(params, x)), batched)
@@ -247,8 +246,7 @@ def test_jit_wrapped_model_batch_and_no_recompile(vgg_setup, assert_no_recompile
 
 
 def test_target_none_is_the_predicted_class(vgg_setup):
-    model, params, x, _ = vgg_setup
-    explain = fixations(lambda p, x: model.apply({"params": p}, x))
+    model, params, x, _, explain = vgg_setup
     pred = jnp.argmax(model.apply({"params": params}, x), axis=-1)
     np.testing.assert_array_equal(explain(params, x), explain(params, x, pred))
     other = (pred + 1) % 3
@@ -256,11 +254,11 @@ def test_target_none_is_the_predicted_class(vgg_setup):
 
 
 def test_channel_reduction_modes(vgg_setup):
-    model, params, x, _ = vgg_setup
+    model, params, x, _, explain = vgg_setup
     apply_fn = lambda p, x: model.apply({"params": p}, x)  # noqa: E731
     full = np.asarray(fixations(apply_fn, channel_reduction="none")(params, x))
     counts = np.asarray(fixations(apply_fn, channel_reduction="count")(params, x))
-    anym = np.asarray(fixations(apply_fn)(params, x))
+    anym = np.asarray(explain(params, x))
     assert full.shape == x.shape and counts.dtype == np.int32
     np.testing.assert_array_equal(counts, full.sum(-1))
     np.testing.assert_array_equal(anym, full.any(-1))
@@ -270,7 +268,7 @@ def test_no_gradient_is_computed(vgg_setup, monkeypatch, init):
     """No VJP/transpose machinery runs, and the program holds no transposed forward op."""
     from jax._src.interpreters import ad
 
-    model, params, x, _ = vgg_setup
+    model, params, x, _, _ = vgg_setup
 
     class StridedNet(nn.Module):  # a strided conv: its transpose would be an lhs-dilated conv
         @nn.compact
@@ -313,16 +311,14 @@ def test_no_gradient_is_computed(vgg_setup, monkeypatch, init):
 
 
 def test_randomised_weights_change_the_fixations(vgg_setup, init):
-    model, params, x, _ = vgg_setup
-    explain = fixations(lambda p, x: model.apply({"params": p}, x))
+    model, params, x, _, explain = vgg_setup
     other = init(model, x, 123)
     a, b = np.asarray(explain(params, x)), np.asarray(explain(other, x))
     assert (a != b).any(axis=(1, 2)).all()
 
 
 def test_degenerate_inputs_give_valid_maps(vgg_setup):
-    model, params, x, _ = vgg_setup
-    explain = fixations(lambda p, x: model.apply({"params": p}, x))
+    model, params, x, _, explain = vgg_setup
     for xx in (jnp.zeros_like(x), jnp.full_like(x, 1e30)):
         m = np.asarray(explain(params, xx))
         assert m.dtype == bool and m.shape == (3, 8, 8)
@@ -377,8 +373,7 @@ def test_control_flow_is_reported_as_unsupported():
 
 
 def test_bad_arguments_raise_named_errors(vgg_setup):
-    model, params, x, _ = vgg_setup
-    explain = fixations(lambda p, x: model.apply({"params": p}, x))
+    model, params, x, _, explain = vgg_setup
     with pytest.raises(errors.NonFiniteInputError, match="`x`"):
         explain(params, x.at[0, 0, 0, 0].set(jnp.nan))
     with pytest.raises(errors.TargetOutOfRangeError, match="3 logits"):
@@ -399,3 +394,12 @@ def test_bad_arguments_raise_named_errors(vgg_setup):
         fixations(None)
     with pytest.raises(errors.InputShapeError, match="logits"):
         fixations(lambda p, x: x)(params, x)
+    from xaijax.fixations import register_rule, supported_primitives
+
+    with pytest.raises(errors.InvalidArgumentError, match="primitive"):
+        register_rule(3, lambda eqn, om: [])
+    with pytest.raises(errors.InvalidArgumentError, match="rule"):
+        register_rule("my_prim", "not a function")
+    assert {"conv_general_dilated", "dot_general", "reduce_window_max", "concatenate"} <= set(
+        supported_primitives()
+    )

@@ -43,21 +43,41 @@ def _input(name: str, batch: int, seed: int = 0) -> jax.Array:
     return jnp.asarray(rng.random(shape), jnp.float32)
 
 
+def _intercepted_cam_layer(model, params, x):
+    """Runs the model under ``nn.intercept_methods``; returns (logits, cam_layer output)."""
+    seen = {}
+
+    def record(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        module = context.module
+        if (
+            context.method_name == "__call__"
+            and module.name == model.cam_layer
+            and type(module.parent) is type(model)
+        ):
+            seen["out"] = out
+        return out
+
+    with nn.intercept_methods(record):
+        logits = model.apply({"params": params}, x)
+    return logits, seen["out"]
+
+
 @pytest.fixture(scope="module")
 def zoo():
-    """name -> (model, params, x, logits, intermediates), built once (one compile per model)."""
+    """name -> (model, params, x, logits, intermediates, intercepted); one compile per model."""
     out = {}
     for name in models.MODEL_NAMES:
         model = models.get_model(name, NUM_CLASSES)
         x = _input(name, 3)
 
-        def init_and_apply(key, x, model=model):
+        def build(key, x, model=model):
             params = model.init(key, x)["params"]
             logits, state = model.apply({"params": params}, x, capture_intermediates=True)
-            return params, logits, state["intermediates"]
+            return params, logits, state["intermediates"], _intercepted_cam_layer(model, params, x)
 
-        params, logits, inter = jax.jit(init_and_apply)(_key(0), x)
-        out[name] = (model, params, x, logits, inter)
+        params, logits, inter, intercepted = jax.jit(build)(_key(0), x)
+        out[name] = (model, params, x, logits, inter, intercepted)
     return out
 
 
@@ -68,7 +88,7 @@ def test_registry_names():
 
 @pytest.mark.parametrize("name", models.MODEL_NAMES)
 def test_output_shape_and_named_blocks(zoo, name):
-    model, params, x, logits, inter = zoo[name]
+    model, params, x, logits, inter, _ = zoo[name]
     assert logits.shape == (3, NUM_CLASSES)
     assert logits.dtype == jnp.float32
     assert bool(jnp.all(jnp.isfinite(logits)))
@@ -85,7 +105,7 @@ def test_output_shape_and_named_blocks(zoo, name):
 @pytest.mark.parametrize("name", models.MODEL_NAMES)
 def test_cam_identity_gap_head(zoo, name):
     """logit_c == mean over positions of sum_k w_kc A_k + b_c, to 1e-5 (float64 reference)."""
-    model, params, x, logits, inter = zoo[name]
+    model, params, x, logits, inter, _ = zoo[name]
     cam_act = np.asarray(inter[model.cam_layer]["__call__"][0], np.float64)
     assert cam_act.shape[0] == 3 and cam_act.ndim == x.ndim + (1 if name == "text1d" else 0)
     w = np.asarray(params["head"]["kernel"], np.float64)
@@ -97,34 +117,14 @@ def test_cam_identity_gap_head(zoo, name):
 
 @pytest.mark.parametrize("name", models.MODEL_NAMES)
 def test_cam_layer_reachable_by_intercept_methods(zoo, name):
-    model, params, x, logits, inter = zoo[name]
-
-    def run(params, x):
-        seen = {}
-
-        def record(next_fun, args, kwargs, context):
-            out = next_fun(*args, **kwargs)
-            module = context.module
-            if (
-                context.method_name == "__call__"
-                and module.name == model.cam_layer
-                and type(module.parent) is type(model)
-            ):
-                seen["out"] = out
-            return out
-
-        with nn.intercept_methods(record):
-            logits = model.apply({"params": params}, x)
-        return logits, seen["out"]
-
-    again, cam_act = jax.jit(run)(params, x)
+    model, params, x, logits, inter, (again, cam_act) = zoo[name]
     np.testing.assert_allclose(again, logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(cam_act, inter[model.cam_layer]["__call__"][0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", models.MODEL_NAMES)
 def test_batched_equals_per_example_and_jit_equals_eager(zoo, name):
-    model, params, x, logits, _ = zoo[name]
+    model, params, x, logits, _, _ = zoo[name]
     apply = models.apply_fn(model)
     singles = np.concatenate([np.asarray(jax.jit(apply)(params, x[i : i + 1])) for i in range(3)])
     np.testing.assert_allclose(singles, logits, rtol=1e-5, atol=1e-5)
@@ -133,7 +133,7 @@ def test_batched_equals_per_example_and_jit_equals_eager(zoo, name):
 
 
 def test_vmap_over_extra_axis(zoo):
-    model, params, x, logits, _ = zoo["text1d"]
+    model, params, x, logits, _, _ = zoo["text1d"]
     apply = models.apply_fn(model)
     stacked = jnp.stack([x, x[::-1]])
     out = jax.jit(jax.vmap(apply, in_axes=(None, 0)))(params, stacked)
@@ -162,7 +162,7 @@ def test_mlp_head_flattens_cam_layer(name):
 
 def test_degenerate_inputs_give_finite_logits(zoo):
     for name in ("vgg", "video3d"):
-        model, params, x, _, _ = zoo[name]
+        model, params, x, _, _, _ = zoo[name]
         apply = jax.jit(models.apply_fn(model))
         for const in (0.0, 1.0):
             out = apply(params, jnp.full_like(x, const))
@@ -172,7 +172,7 @@ def test_degenerate_inputs_give_finite_logits(zoo):
 
 
 def test_apply_fn_is_shared_and_does_not_recompile(zoo, assert_no_recompile):
-    model, params, x, logits, _ = zoo["text1d"]
+    model, params, x, logits, _, _ = zoo["text1d"]
     f = models.apply_fn(model)
     assert models.apply_fn(models.get_model("text1d", NUM_CLASSES)) is f
     out = assert_no_recompile(jax.jit(f), params, x)
@@ -233,7 +233,7 @@ def test_densenet_block_concatenates_input_first():
 
 
 def test_text_embed_is_a_lookup(zoo):
-    model, params, x, _, inter = zoo["text1d"]
+    model, params, x, _, inter, _ = zoo["text1d"]
     emb = np.asarray(params["embed"]["embedding"])
     np.testing.assert_array_equal(inter["embed"]["__call__"][0], emb[np.asarray(x)])
 

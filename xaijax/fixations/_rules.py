@@ -39,10 +39,11 @@ class Options(NamedTuple):
     Attributes:
       conv_position: where a convolution rule lands inside the window once the input channel
         ``c*`` of largest summed contribution is chosen. ``"official"`` (the authors' code):
-        ``(c*, S*y, S*x)``, the window's corner in padded coordinates, i.e. the window centre
-        for symmetric "same" padding; ``"center"``: the window centre in input coordinates;
+        ``(c*, S*y, S*x)``, the window's top-left corner in padded coordinates read as an input
+        position: the window centre for symmetric "same" padding, its corner without padding
+        (clipped into the input); ``"center"``: the window centre in input coordinates;
         ``"argmax_contribution"`` (PyTorch port): the position of largest contribution
-        ``x * w`` inside the window, in channel ``c*``.
+        ``x * w`` inside the window (padding excluded), in channel ``c*``.
       dense_volume: a dense layer applied to a flattened spatial volume keeps, per discriminative
         output, the single position of largest contribution (``"argmax"``, authors) or every
         position of positive contribution (``"positive"``, PyTorch port). On a plain vector the
@@ -247,35 +248,47 @@ def _take_rows(a: Array, index: Array) -> Array:
 
 
 # A rule works on a compact list of the discriminative neurons when the list's static capacity
-# times the work per neuron stays below this many elements (per example); else on dense masks.
+# times the work per neuron stays below _SPARSE_BUDGET elements (per example) and the dense
+# computation would exceed _DENSE_SMALL; else on dense masks (for small layers the dense code is
+# as fast and much quicker to compile).
 _SPARSE_BUDGET = 1 << 21
+_DENSE_SMALL = 1 << 18
+
+
+def _use_compact(capacity: int, size: int, compact_work: int, dense_work: int) -> bool:
+    return capacity < size and compact_work <= _SPARSE_BUDGET and dense_work > _DENSE_SMALL
 
 
 def _rank(v: Array) -> Array:
-    """Inclusive running count of a 1-D mask (``cumsum``), computed blockwise: counts within
-    blocks of 64 as a product with a triangular matrix, then a short cumsum over the blocks
-    (``jnp.cumsum`` of a long vector is slow on CPU)."""
+    """Inclusive running count of a 1-D mask, as products with triangular 0/1 matrices over
+    blocks of 64 (recursively for the block totals). ``jnp.cumsum`` lowers to an associative
+    scan that is slow on CPU and slow to compile."""
     n = v.shape[0]
     block = min(64, n)
     rows = -(-n // block)
-    padded = jnp.pad(v.astype(jnp.float32), (0, rows * block - n)).reshape(rows, block)
+    counts = v.astype(jnp.float32)
+    padded = jnp.pad(counts, (0, rows * block - n)).reshape(rows, block)
     tri = jnp.asarray(np.triu(np.ones((block, block), np.float32)))
     within = jnp.dot(padded, tri, precision=lax.Precision.HIGHEST).astype(jnp.int32)
     if rows == 1:
         return within[0, :n]
     totals = within[:, -1]
-    offsets = jnp.cumsum(totals) - totals
+    offsets = _rank(totals) - totals
     return (within + offsets[:, None]).reshape(-1)[:n]
 
 
 def _first_true(v: Array, k: int) -> Array:
     """Indices of the first ``k`` True entries of a 1-D mask, padded with ``len(v)``."""
     n = v.shape[0]
-    wanted = jnp.arange(1, k + 1, dtype=jnp.int32)
-    # A binary search is a loop (slow to compile); comparing all pairs is one fused reduction.
-    method = "compare_all" if n * k <= (1 << 12) else "scan"
-    index = jnp.searchsorted(_rank(v), wanted, side="left", method=method)
-    return jnp.minimum(index, n).astype(jnp.int32)
+    rank = _rank(v)
+    slot = _select(v & (rank <= k), rank - 1, k).reshape(-1, 1)
+    dn = lax.ScatterDimensionNumbers(
+        update_window_dims=(), inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0,)
+    )
+    out = jnp.full((k + 1,), n, jnp.int32)
+    # Distinct True entries have distinct slots; all others write the spare slot k.
+    out = lax.scatter(out, slot, jnp.arange(n, dtype=jnp.int32), dn)
+    return out[:k]
 
 
 def _compact(mask: Array, capacity: int) -> tuple[Array, Array, Array]:
@@ -672,7 +685,7 @@ def reduce_window(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | N
     mask = out_masks[0]
     capacity = eqn.out_bounds[0] if eqn.out_bounds else mask.size
     kt = _size(geometry[0])
-    if capacity < mask.size and capacity * kt <= _SPARSE_BUDGET:
+    if _use_compact(capacity, mask.size, capacity * kt, mask.size * kt):
         # Compact path: the window of each discriminative output only.
         row, col, ok = _compact(mask.reshape(-1, mask.shape[-1]), capacity)
         coords = _unravel(row * mask.shape[-1] + col, mask.shape)
@@ -921,8 +934,8 @@ def conv_general_dilated(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Ar
     )
     mask = out_masks[0]
     capacity = eqn.out_bounds[0] if eqn.out_bounds else mask.size
-    work = capacity * _size(rhs.shape) // max(1, rhs.shape[dn.rhs_spec[0]])
-    if capacity < mask.size and work <= _SPARSE_BUDGET:
+    per_output = _size(rhs.shape) // max(1, rhs.shape[dn.rhs_spec[0]])  # K * C_in / G
+    if _use_compact(capacity, mask.size, capacity * per_output, mask.size * per_output):
         one = functools.partial(_conv_sparse, capacity=capacity, **geometry)
     else:
         one = functools.partial(_conv_one, **geometry)

@@ -49,7 +49,7 @@ def _trace(apply_fn: ApplyFn, params: Params, example: jax.ShapeDtypeStruct):
     return _program.build_program(closed)
 
 
-def np_size(v) -> int:
+def _numel(v) -> int:
     return int(np.prod(jnp.shape(v), dtype=np.int64))
 
 
@@ -78,11 +78,10 @@ def _walk(
             values[i] = v
 
     out_ref = program.out_ids[0]
-    logits = jnp.asarray(_read(values, out_ref))
-    t = jnp.argmax(logits.reshape(-1)) if target is None else target
-    x_id = program.arg_ids[-1]
     if not isinstance(out_ref, int) or not program.dependent[out_ref]:
-        return jnp.zeros(x1.shape, bool)
+        return jnp.zeros(x1.shape, bool)  # the logits do not depend on x: nothing to fixate
+    logits = jnp.asarray(values[out_ref])
+    t = jnp.argmax(logits.reshape(-1)) if target is None else target
     masks: dict[int, Array] = {
         out_ref: (jnp.arange(logits.shape[-1]) == t).reshape((1,) * (logits.ndim - 1) + (-1,))
     }
@@ -113,17 +112,17 @@ def _walk(
             flattened=tuple(isinstance(i, int) and program.flattened[i] for i in step.inputs),
             options=options,
             out_bounds=tuple(
-                min(int(np_size(values[o])), bounds.get(o, 0), frontier) for o in step.outputs
+                min(_numel(values[o]), bounds.get(o, 0), frontier) for o in step.outputs
             ),
         )
         in_masks = list(_rules.lookup(name)(eqn, out_masks))
-        in_bounds, growth = _rules.input_bounds(eqn, eqn.out_bounds)
-        frontier += growth
         if len(in_masks) != len(step.inputs):
             raise errors.InvalidArgumentError(
                 f"The rule for `{name}` returned {len(in_masks)} masks for "
                 f"{len(step.inputs)} operands: return one mask (or None) per operand."
             )
+        in_bounds, growth = _rules.input_bounds(eqn, eqn.out_bounds)
+        frontier += growth
         for ref, dep, m, bound in zip(step.inputs, dependent, in_masks, in_bounds, strict=True):
             if m is None or not dep:
                 continue
@@ -136,7 +135,7 @@ def _walk(
                 )
             masks[ref] = masks[ref] | m if ref in masks else m
             bounds[ref] = min(m.size, bounds.get(ref, 0) + bound)
-    return masks.get(x_id, jnp.zeros(x1.shape, bool))
+    return masks.get(program.arg_ids[-1], jnp.zeros(x1.shape, bool))
 
 
 def _check_x(x) -> Array:
@@ -176,6 +175,12 @@ def fixations(
     discriminative neurons as fixed-size boolean masks over every intermediate value, so any
     model built from standard operations is supported, the walk computes no gradient, and
     ``explain`` is jitted, vmapped over the batch and compiled once per input shape.
+
+    Cost: one forward pass (the walk needs every activation) plus the rules. Convolution and
+    pooling rules visit only the discriminative neurons: a static bound on their number (most
+    rules send each neuron to one neuron, so the count after the classifier's dense layer
+    cannot grow through convolutions, pooling, residual junctions or concatenations) lets them
+    work on a compact list of at most that many windows instead of every output.
 
     Args:
       apply_fn: the model, ``apply_fn(params, x) -> logits [B, C]``. Examples must be

@@ -26,7 +26,7 @@ from xaijax.models._registry import MODEL_INPUTS, MODEL_NAMES, get_model
 from xaijax.models._resnet import Bottleneck, ResNet
 from xaijax.models._text import Conv1DBlock, Text1D
 from xaijax.models._vgg import VGG, ConvStack
-from xaijax.models._video import Conv3DBlock, Video3D
+from xaijax.models._video import Conv3DBlock, FrameConv, Video3D
 
 __all__ = [
     "HEADS",
@@ -38,6 +38,7 @@ __all__ = [
     "ConvStack",
     "DenseBlock",
     "DenseNet",
+    "FrameConv",
     "Inception",
     "InceptionBlock",
     "ResNet",

@@ -8,11 +8,13 @@ supervoxels alike.
 
 from xaijax.surrogates._kernel_shap import KernelShapExplanation, kernel_shap, shapley_kernel
 from xaijax.surrogates._lime import FEATURE_SELECTIONS, LimeExplanation, lime, sample_masks
+from xaijax.surrogates._perturb import fill_image
 
 __all__ = [
     "FEATURE_SELECTIONS",
     "KernelShapExplanation",
     "LimeExplanation",
+    "fill_image",
     "kernel_shap",
     "lime",
     "sample_masks",

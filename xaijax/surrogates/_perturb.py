@@ -56,8 +56,30 @@ def gaussian_blur(x: jax.Array, sigma: float) -> jax.Array:
     return jnp.einsum("ij,...hjc->...hic", jnp.asarray(_blur_matrix(w, sigma)), x)
 
 
-def fill_image(x: jax.Array, segments: jax.Array, num: int, fill, blur_sigma: float) -> jax.Array:
-    """What a switched-off segment shows: its mean colour, a blur of the input, or a constant."""
+def fill_image(
+    x: jax.Array, segments: jax.Array, num: int, fill="mean", blur_sigma: float = 5.0
+) -> jax.Array:
+    """What a switched-off segment shows in LIME and KernelSHAP.
+
+    Args:
+      x: inputs ``[B, *spatial, C]``.
+      segments: integer map ``[B, *spatial]`` with labels in ``[0, num)``.
+      num: static number of segments.
+      fill: ``"mean"`` (each segment's mean colour, LIME's ``hide_color=None``), ``"blur"`` (a
+        Gaussian blur of each frame, ``blur_sigma`` pixels, truncated at 3 sigma and
+        renormalised at the borders) or a number (a constant image).
+      blur_sigma: see ``fill``.
+
+    Returns:
+      The fill image, shaped like ``x``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[[[0.0], [1.0]], [[4.0], [4.0]]]])  # [1, 2, 2, 1]
+      >>> fill_image(x, jnp.array([[[0, 0], [1, 1]]]), 2)[0, ..., 0]
+      Array([[0.5, 0.5],
+             [4. , 4. ]], dtype=float32)
+    """
     if fill == "blur":
         return gaussian_blur(x, blur_sigma)
     if fill != "mean":

@@ -296,7 +296,6 @@ def train(
         desc=f"train {type(model).__name__}",
         dynamic_ncols=True,
     )
-    step = start
     try:
         for step in range(start, steps):
             x, y = _gather(train_data, batches.indices(step), keys)
@@ -316,8 +315,7 @@ def train(
                 bar.set_postfix(loss=f"{float(metrics['loss']):.4f}")
             if (step + 1) % checkpoint_every == 0:
                 save(step + 1)
-        step = max(start, steps)
-        save(step)
+        save(int(state.step))
     except KeyboardInterrupt:
         save(int(state.step))
         raise

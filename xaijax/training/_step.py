@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -229,7 +228,3 @@ def evaluate(
             yb = np.concatenate([yb, np.repeat(yb[:1], pad, axis=0)])
         correct += int(_count_correct_jit(apply_fn, params, xb, yb, valid))
     return correct / n
-
-
-def _num_params(params: Any) -> int:
-    return int(sum(np.size(leaf) for leaf in jax.tree.leaves(params)))

@@ -1,0 +1,401 @@
+"""CNN Fixations on the synthetic benchmark: localisation against gradient, Grad-CAM and IG,
+cost against one forward pass, and backtracking from each class on two-object images.
+
+Claims checked (GitHub issue "CNN Fixations", targets): on every image architecture of the zoo
+the pointing game of the fixation heatmap is at least Grad-CAM's, and explaining costs at most
+3x one jitted forward pass of the same batch.
+
+Command::
+
+    .venv/bin/python experiments/fixations.py                     # all six models
+    .venv/bin/python experiments/fixations.py --models vgg,resnet --num 32
+
+Runtime: about 30 minutes on the project's shared 2-core CPU VM on a first run, most of it
+training the six zoo models (``training.train_or_restore`` caches them in ``out/checkpoints``;
+a second run only evaluates, about 10 minutes).
+
+Last result: see ``experiments/results/fixations.md`` (written by this script) and the figure
+``experiments/results/fixations.png``.
+
+Every number here is measured on the *synthetic benchmark* of ``xaijax.data.synthetic`` with
+small zoo models trained here; none is a reproduction of the paper's ImageNet results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xaijax import attribution, metrics, models, training
+from xaijax import fixations as fx
+from xaijax.data import synthetic
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS_MD = os.path.join(HERE, "results", "fixations.md")
+RESULTS_PNG = os.path.join(HERE, "results", "fixations.png")
+
+# Training settings of experiments/train_zoo.py (the zoo's default synthetic tasks).
+ZOO = {
+    "vgg": dict(task="image", num_train=8000, steps=300, batch_size=32, lr=2e-3),
+    "resnet": dict(task="image", num_train=8000, steps=300, batch_size=32, lr=2e-3),
+    "inception": dict(task="image", num_train=8000, steps=300, batch_size=32, lr=2e-3),
+    "densenet": dict(task="image", num_train=8000, steps=300, batch_size=32, lr=2e-3),
+    "video3d": dict(task="video", num_train=3000, steps=300, batch_size=32, lr=3e-3),
+    "text1d": dict(task="text", num_train=4000, steps=400, batch_size=64, lr=3e-3),
+}
+INPUT_KEY = {"image": "image", "video": "video", "text": "tokens"}
+MAKE = {
+    "image": synthetic.make_images,
+    "video": synthetic.make_videos,
+    "text": synthetic.make_texts,
+}
+MASK_KEY = {"image": "object_mask", "video": "object_mask", "text": "span_mask"}
+
+
+def timed(fn, *args, repeats: int = 3) -> float:
+    """Median seconds of ``fn(*args)`` after one warm-up (compilation) call."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def train_model(name: str, cfg: dict, quick: bool = False):
+    task = cfg["task"]
+    if quick:  # a smoke test of the script: a few steps, meaningless accuracy
+        cfg = dict(cfg, num_train=256, steps=10)
+    data = MAKE[task](cfg["num_train"], seed=0, split="train")
+    key = INPUT_KEY[task]
+    num_classes = int(data["label"].max()) + 1
+    model = models.get_model(name, num_classes)
+    t = time.perf_counter()
+    result = training.train_or_restore(
+        f"fixations-{name}{'-quick' if quick else ''}",
+        model,
+        {key: data[key], "label": data["label"]},
+        input_key=key,
+        steps=cfg["steps"],
+        batch_size=cfg["batch_size"],
+        learning_rate=cfg["lr"],
+        seed=0,
+        progress=False,
+    )
+    return model, result.params, time.perf_counter() - t
+
+
+def in_mask_share(weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per example: share of the (non-negative) weight inside the mask; 0 without weight."""
+    axes = tuple(range(1, weights.ndim))
+    w = np.maximum(weights, 0).astype(np.float64)
+    total = w.sum(axes)
+    return np.where(total > 0, (w * mask).sum(axes) / np.where(total > 0, total, 1), 0.0)
+
+
+def pointing(saliency: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Pointing game on maps of any rank (the arg-max element inside the mask)."""
+    flat = saliency.reshape(saliency.shape[0], -1)
+    best = np.argmax(flat, axis=1)
+    return mask.reshape(mask.shape[0], -1)[np.arange(len(best)), best]
+
+
+def evaluate(name: str, model, params, num: int, rows: list, timing: list, two: list, figs: dict):
+    task = ZOO[name]["task"]
+    key = INPUT_KEY[task]
+    data = MAKE[task](num, seed=0, split="test")
+    x = jnp.asarray(data[key])
+    mask = np.asarray(data[MASK_KEY[task]])
+    apply_fn = models.apply_fn(model)
+    forward = jax.jit(apply_fn)
+    logits = np.asarray(forward(params, x))
+    pred = jnp.asarray(logits.argmax(1), jnp.int32)
+    accuracy = float((logits.argmax(1) == data["label"]).mean())
+    image = task == "image"
+
+    # Explainers, all on the predicted class; each jitted whole (as the forward pass is), so
+    # the timings compare compiled programs without the eager argument checks.
+    explain_fix = fx.fixations(apply_fn, channel_reduction="count")
+    sigma = 1.0 if task == "text" else None  # the image blur (k / 10.45) would smear tokens
+    gcam = attribution.grad_cam(model, model.cam_layer)
+    methods = {"CNN Fixations": explain_fix}
+    if task != "text":  # gradients of integer token ids do not exist
+        grad = attribution.gradient(apply_fn)
+        methods["gradient"] = lambda p, x, t: jnp.abs(grad(p, x, t)).sum(-1)
+        ig = attribution.integrated_gradients(apply_fn, steps=32, batch_size=8)
+        methods["IG (32 steps)"] = lambda p, x, t: jnp.abs(ig(p, x, t)).sum(-1)
+    methods["Grad-CAM"] = gcam
+
+    t_fwd = timed(forward, params, x)
+    for method, explainer in methods.items():
+        run = jax.jit(explainer)
+        seconds = timed(run, params, x, pred)
+        out = np.asarray(run(params, x, pred))
+        if method == "CNN Fixations":
+            counts = out
+            sal = np.asarray(fx.heatmap(counts, sigma=sigma))
+            share = in_mask_share(counts, mask)
+            figs[name] = dict(x=np.asarray(x[:4]), counts=counts[:4], heat=sal[:4], mask=mask[:4])
+        else:
+            sal = out
+            share = in_mask_share(sal, mask)
+            if method == "Grad-CAM" and name in figs:
+                figs[name]["gradcam"] = sal[:4]
+        row = dict(
+            model=name,
+            task=task,
+            accuracy=accuracy,
+            method=method,
+            share=float(share.mean()),
+            pointing=float(pointing(sal, mask).mean()),
+            seconds=seconds / num,
+            box_points=None,
+            box_heat=None,
+            deletion=None,
+        )
+        if image:
+            gt_box = np.asarray(data["box"])
+            if method == "CNN Fixations":
+                for rule in ("points", "heatmap"):
+                    b = np.asarray(fx.boxes(counts, rule=rule))
+                    hit = np.asarray(metrics.box_iou(b, gt_box)) >= 0.5
+                    row["box_points" if rule == "points" else "box_heat"] = float(hit.mean())
+            else:
+                b = np.asarray(metrics.box_from_map(sal))
+                row["box_heat"] = float((np.asarray(metrics.box_iou(b, gt_box)) >= 0.5).mean())
+            auc = metrics.deletion_auc(apply_fn, params, x, jnp.asarray(sal, jnp.float32), pred)
+            row["deletion"] = float(np.asarray(auc).mean())
+        rows.append(row)
+        if method == "CNN Fixations":
+            timing.append(
+                dict(
+                    model=name,
+                    fixations_ms=1e3 * seconds / num,
+                    forward_ms=1e3 * t_fwd / num,
+                    ratio=seconds / t_fwd,
+                )
+            )
+        print(
+            f"  {name} {method}: share {row['share']:.3f} pointing {row['pointing']:.3f}",
+            flush=True,
+        )
+
+    if image:  # backtracking from each class on two-object images
+        cfg = synthetic.ImageConfig(two_objects=True)
+        d2 = synthetic.make_images(num, seed=0, split="test", config=cfg)
+        x2 = jnp.asarray(d2["image"])
+        m1, m2 = np.asarray(d2["object_mask"]), np.asarray(d2["object_mask2"])
+        res = dict(model=name)
+        for tag, lab, own, other in (("1", "label", m1, m2), ("2", "label2", m2, m1)):
+            t = jnp.asarray(d2[lab])
+            c = np.asarray(explain_fix(params, x2, t))
+            h = np.asarray(fx.heatmap(c))
+            g = np.asarray(gcam(params, x2, t))
+            res["own" + tag] = float(in_mask_share(c, own).mean())
+            res["other" + tag] = float(in_mask_share(c, other).mean())
+            res["point" + tag] = float(pointing(h, own).mean())
+            res["gc_point" + tag] = float(pointing(g, own).mean())
+        logits2 = np.asarray(forward(params, x2))
+        top2 = np.argsort(-logits2, axis=1)[:, :2]
+        both = [set(t) == {a, b} for t, a, b in zip(top2, d2["label"], d2["label2"], strict=True)]
+        res["top2"] = float(np.mean(both))
+        two.append(res)
+        if name == "vgg":
+            figs["two"] = dict(
+                x=np.asarray(x2[:2]),
+                c1=np.asarray(explain_fix(params, x2[:2], jnp.asarray(d2["label"][:2]))),
+                c2=np.asarray(explain_fix(params, x2[:2], jnp.asarray(d2["label2"][:2]))),
+            )
+
+
+def fmt(v, pct=False):
+    if v is None:
+        return "n/a"
+    return f"{100 * v:.1f} %" if pct else f"{v:.3f}"
+
+
+def to_markdown(rows, timing, two, trained, argv, num, total_s) -> str:
+    lines = [
+        "# CNN Fixations (synthetic benchmark)",
+        "",
+        f"Command: `{' '.join(['.venv/bin/python', 'experiments/fixations.py', *argv])}`  ",
+        f"Machine: {os.cpu_count()} CPU cores, {platform.machine()}, Python "
+        f"{platform.python_version()}, jax {jax.__version__}; load average at the end "
+        f"{os.getloadavg()[0]:.1f} (2 cores: above 2 means other processes competed); total "
+        f"{total_s:.0f} s.  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M')}. {num} test examples per model (split "
+        "`test`, seed 0), explained for the predicted class. All numbers are on the *synthetic "
+        "benchmark* with small zoo models trained here, not the paper's ImageNet setting.",
+        "",
+        "## Localisation and faithfulness",
+        "",
+        "in-mask: share of the fixations (CNN Fixations) or of the positive saliency (others) on "
+        "the object (images, videos) or the key n-gram (texts). pointing: the arg-max of the map "
+        "(for CNN Fixations: of its heatmap) on the object. box: IoU >= 0.5 rate of the box with "
+        "the ground-truth box, by the points rule (tight box of the outlier-filtered fixations) "
+        "or the heatmap rule (Grad-CAM WSOL protocol, 15 % threshold, largest component; the only "
+        "rule for the other methods). deletion: RISE deletion AUC (lower is better), the "
+        "CNN Fixations heatmap giving the order. ms: milliseconds per example (batched, "
+        "compiled).",
+        "",
+        "| model | test acc. | method | in-mask | pointing | box (points) | box (heatmap) "
+        "| deletion AUC | ms / example |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {100 * r['accuracy']:.1f} % | {r['method']} | {fmt(r['share'])} "
+            f"| {fmt(r['pointing'])} | {fmt(r['box_points'])} | {fmt(r['box_heat'])} "
+            f"| {fmt(r['deletion'])} | {1e3 * r['seconds']:.2f} |"
+        )
+    lines += ["", "## Targets", ""]
+    lines += ["| model | pointing: fixations | pointing: Grad-CAM | met |", "|---|---:|---:|---|"]
+    for name in dict.fromkeys(r["model"] for r in rows):
+        if ZOO[name]["task"] != "image":
+            continue
+        f = next(r for r in rows if r["model"] == name and r["method"] == "CNN Fixations")
+        g = next(r for r in rows if r["model"] == name and r["method"] == "Grad-CAM")
+        ok = f["pointing"] >= g["pointing"]
+        lines.append(
+            f"| {name} | {f['pointing']:.3f} | {g['pointing']:.3f} | {'yes' if ok else 'NO'} |"
+        )
+    lines += [
+        "",
+        "| model | CNN Fixations ms / example | forward ms / example | cost / forward | <= 3x |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for t in timing:
+        lines.append(
+            f"| {t['model']} | {t['fixations_ms']:.2f} | {t['forward_ms']:.2f} | "
+            f"{t['ratio']:.1f}x | {'yes' if t['ratio'] <= 3 else 'NO'} |"
+        )
+    if two:
+        lines += [
+            "",
+            "## Two objects of different classes (images trained on one object)",
+            "",
+            "Backtracking from the logit of each object's class. own / other: share of the "
+            "fixations on that class's object / on the other object; pointing: the heatmap's "
+            "(Grad-CAM's) arg-max on that class's object. top-2: share of images whose two "
+            "highest logits are the two classes present.",
+            "",
+            "| model | top-2 | class 1: own | other | pointing | Grad-CAM | class 2: own | other "
+            "| pointing | Grad-CAM |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for t in two:
+            lines.append(
+                f"| {t['model']} | {t['top2']:.2f} | {t['own1']:.3f} | {t['other1']:.3f} | "
+                f"{t['point1']:.3f} | {t['gc_point1']:.3f} | {t['own2']:.3f} | "
+                f"{t['other2']:.3f} | {t['point2']:.3f} | {t['gc_point2']:.3f} |"
+            )
+    lines += [
+        "",
+        "Training (cached by `training.train_or_restore`): "
+        + ", ".join(f"{n} {s:.0f} s" for n, s in trained.items())
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def colour(v: np.ndarray) -> np.ndarray:
+    """A jet-like colour map of values in [0, 1] -> uint8 RGB."""
+    v = np.clip(v, 0, 1)[..., None]
+    rgb = np.concatenate(
+        [
+            np.clip(1.5 - np.abs(4 * v - 3), 0, 1),
+            np.clip(1.5 - np.abs(4 * v - 2), 0, 1),
+            np.clip(1.5 - np.abs(4 * v - 1), 0, 1),
+        ],
+        axis=-1,
+    )
+    return (255 * rgb).astype(np.uint8)
+
+
+def figure(figs: dict, path: str) -> None:
+    """Rows: per image model, 2 examples x (image + mask outline, fixations, heatmap,
+    Grad-CAM); last row: two-object images, fixations of class 1 (red) and class 2 (cyan)."""
+    from PIL import Image
+
+    scale = 3
+    tiles = []
+    for name in ("vgg", "resnet", "inception", "densenet"):
+        if name not in figs or "gradcam" not in figs[name]:
+            continue
+        f = figs[name]
+        row = []
+        for i in range(2):
+            img = (255 * f["x"][i]).astype(np.uint8)
+            edge = f["mask"][i] ^ np.roll(f["mask"][i], 1, 0) | f["mask"][i] ^ np.roll(
+                f["mask"][i], 1, 1
+            )
+            outlined = img.copy()
+            outlined[edge] = [255, 255, 0]
+            fix = img.copy() // 2
+            fix[f["counts"][i] > 0] = [255, 0, 0]
+            g = f["gradcam"][i]
+            g = (g - g.min()) / (g.max() - g.min() + 1e-12)
+            row += [outlined, fix, colour(f["heat"][i]), colour(g)]
+        tiles.append(row)
+    if "two" in figs:
+        t = figs["two"]
+        row = []
+        for i in range(2):
+            img = (255 * t["x"][i]).astype(np.uint8)
+            both = img.copy() // 2
+            both[t["c1"][i] > 0] = [255, 0, 0]
+            both[t["c2"][i] > 0] = [0, 255, 255]
+            row += [
+                img,
+                both,
+                colour(np.asarray(fx.heatmap(t["c1"][i : i + 1]))[0]),
+                colour(np.asarray(fx.heatmap(t["c2"][i : i + 1]))[0]),
+            ]
+        tiles.append(row)
+    if not tiles:
+        return
+    h, w = tiles[0][0].shape[:2]
+    canvas = np.full((len(tiles) * (h + 2), 8 * (w + 2), 3), 255, np.uint8)
+    for r, row in enumerate(tiles):
+        for c, tile in enumerate(row):
+            canvas[r * (h + 2) : r * (h + 2) + h, c * (w + 2) : c * (w + 2) + w] = tile
+    Image.fromarray(canvas).resize(
+        (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST
+    ).save(path)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(ZOO), help="comma-separated zoo names")
+    parser.add_argument("--num", type=int, default=64, help="test examples per model")
+    parser.add_argument("--no-write", action="store_true", help="do not write the results")
+    parser.add_argument("--quick", action="store_true", help="smoke test: barely trained models")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    rows, timing, two, figs, trained = [], [], [], {}, {}
+    for name in [n for n in args.models.split(",") if n]:
+        model, params, seconds = train_model(name, ZOO[name], quick=args.quick)
+        trained[name] = seconds
+        print(f"{name}: model ready in {seconds:.0f} s", flush=True)
+        evaluate(name, model, params, args.num, rows, timing, two, figs)
+    table = to_markdown(rows, timing, two, trained, argv, args.num, time.perf_counter() - t0)
+    print(table)
+    if not args.no_write:
+        os.makedirs(os.path.dirname(RESULTS_MD), exist_ok=True)
+        with open(RESULTS_MD, "w") as f:
+            f.write(table)
+        figure(figs, RESULTS_PNG)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
