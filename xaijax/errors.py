@@ -9,7 +9,7 @@ Example:
     >>> import jax.numpy as jnp
     >>> import xaijax
     >>> try:
-    ...     xaijax.gradient(lambda p, x: x.reshape(x.shape[0], -1))(None, jnp.zeros((2, 3), jnp.int32))
+    ...     xaijax.gradient(lambda p, x: x)(None, jnp.zeros((2, 3), jnp.int32))
     ... except xaijax.errors.InputDTypeError as e:
     ...     print(type(e).__name__)
     InputDTypeError
@@ -23,7 +23,7 @@ class XaijaxError(Exception):
 
 
 class InputShapeError(XaijaxError, ValueError):
-    """An array has the wrong rank or shape (for example an image batch that is not [B, H, W, C])."""
+    """An array has the wrong rank or shape (e.g. an image batch that is not [B, H, W, C])."""
 
 
 class BatchMismatchError(InputShapeError):

@@ -41,8 +41,12 @@ WINDOW, STRIDE = 8, 4
 
 def make_weights(seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    shapes = {"conv1": (3, 3, 3, 32), "conv2": (3, 3, 32, 32), "conv3": (3, 3, 32, 64),
-              "conv4": (3, 3, 64, 64)}
+    shapes = {
+        "conv1": (3, 3, 3, 32),
+        "conv2": (3, 3, 32, 32),
+        "conv3": (3, 3, 32, 64),
+        "conv4": (3, 3, 64, 64),
+    }
     w = {}
     for name, shape in shapes.items():
         fan_in = shape[0] * shape[1] * shape[2]
@@ -89,8 +93,9 @@ def run_xaijax(devices: int, repeats: int, x64: bool) -> dict:
         @nn.compact
         def __call__(self, x):
             for name, width in [("conv1", 32), ("conv2", 32), ("conv3", 64), ("conv4", 64)]:
-                x = nn.relu(nn.Conv(width, (3, 3), padding=1, name=name, param_dtype=dtype,
-                                    dtype=dtype)(x))
+                x = nn.relu(
+                    nn.Conv(width, (3, 3), padding=1, name=name, param_dtype=dtype, dtype=dtype)(x)
+                )
                 if name in ("conv2",):
                     x = nn.max_pool(x, (2, 2), (2, 2))
             x = nn.max_pool(x, (2, 2), (2, 2))
@@ -119,10 +124,8 @@ def run_xaijax(devices: int, repeats: int, x64: bool) -> dict:
     }
     grad = xaijax.gradient(apply_fn)
     methods["gradient"] = lambda: grad(params, x, t)
-    ig = xaijax.integrated_gradients(apply_fn, steps=IG_STEPS, method="gausslegendre",
-                                     batch_size=1)
-    sg = xaijax.smooth(grad, samples=SG_SAMPLES, noise=SG_SIGMA, relative_noise=False,
-                       batch_size=1)
+    ig = xaijax.integrated_gradients(apply_fn, steps=IG_STEPS, method="gausslegendre", batch_size=1)
+    sg = xaijax.smooth(grad, samples=SG_SAMPLES, noise=SG_SIGMA, relative_noise=False, batch_size=1)
     gc = xaijax.grad_cam(model, "conv4")
     occ = xaijax.occlusion(apply_fn, window=WINDOW, stride=STRIDE, fill=0.0, batch_size=8)
     out = {"devices": devices, "times": {}, "maps": {}}
@@ -132,8 +135,10 @@ def run_xaijax(devices: int, repeats: int, x64: bool) -> dict:
             out["maps"][name] = np.asarray(fn(), np.float64).tolist() if x64 else None
     if not x64:
         os.makedirs("out/bench", exist_ok=True)
-        np.savez(f"out/bench/xaijax_{devices}.npz",
-                 **{n: np.asarray(methods[n]()) for n in methods if n != "forward"})
+        np.savez(
+            f"out/bench/xaijax_{devices}.npz",
+            **{n: np.asarray(methods[n]()) for n in methods if n != "forward"},
+        )
     return out
 
 
@@ -177,8 +182,14 @@ def torch_setup(x64: bool):
 
 
 def run_captum(repeats: int, x64: bool) -> dict:
-    from captum.attr import (IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel,
-                             Occlusion, Saliency)
+    from captum.attr import (
+        IntegratedGradients,
+        LayerAttribution,
+        LayerGradCam,
+        NoiseTunnel,
+        Occlusion,
+        Saliency,
+    )
 
     torch, model, x, t = torch_setup(x64)
 
@@ -190,13 +201,20 @@ def run_captum(repeats: int, x64: bool) -> dict:
         "forward": lambda: model(x),
         "gradient": lambda: Saliency(model).attribute(x, target=t, abs=False),
         "integrated_gradients": lambda: IntegratedGradients(model).attribute(
-            x, baselines=0.0, target=t, n_steps=IG_STEPS, method="gausslegendre"),
+            x, baselines=0.0, target=t, n_steps=IG_STEPS, method="gausslegendre"
+        ),
         "smoothgrad": lambda: NoiseTunnel(Saliency(model)).attribute(
-            x, nt_type="smoothgrad", nt_samples=SG_SAMPLES, stdevs=SG_SIGMA, target=t, abs=False),
+            x, nt_type="smoothgrad", nt_samples=SG_SAMPLES, stdevs=SG_SIGMA, target=t, abs=False
+        ),
         "grad_cam": grad_cam,
         "occlusion": lambda: Occlusion(model).attribute(
-            x, sliding_window_shapes=(3, WINDOW, WINDOW), strides=(3, STRIDE, STRIDE),
-            baselines=0.0, target=t, perturbations_per_eval=8),
+            x,
+            sliding_window_shapes=(3, WINDOW, WINDOW),
+            strides=(3, STRIDE, STRIDE),
+            baselines=0.0,
+            target=t,
+            perturbations_per_eval=8,
+        ),
     }
     out = {"times": {}, "maps": {}}
     for name, fn in methods.items():
@@ -240,12 +258,14 @@ def run_ig_only(steps: int, batch_size: int):
 
     def apply_fn(p, x):
         for name in ("conv1", "conv2", "conv3", "conv4"):
-            x = jax.lax.conv_general_dilated(x, p[name + "/kernel"], (1, 1), "SAME",
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            x = jax.lax.conv_general_dilated(
+                x, p[name + "/kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
             x = jax.nn.relu(x + p[name + "/bias"][None, None, None])
             if name in ("conv2", "conv4"):
-                x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
-                                          "VALID")
+                x = jax.lax.reduce_window(
+                    x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"
+                )
         return x.mean((1, 2)) @ p["head/kernel"] + p["head/bias"][None]
 
     p = {k: jnp.asarray(v) for k, v in w.items()}
@@ -256,8 +276,13 @@ def run_ig_only(steps: int, batch_size: int):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
-    parser.add_argument("--devices", type=int, nargs="*", default=[1, 8],
-                        help="host CPU device counts to shard the batch over")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        nargs="*",
+        default=[1, 8],
+        help="host CPU device counts to shard the batch over",
+    )
     parser.add_argument("--x64", action="store_true", help="also compare in float64")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-x64", action="store_true", help=argparse.SUPPRESS)
@@ -269,12 +294,14 @@ def main():
         return
 
     def worker(devices, x64=False):
-        cmd = [sys.executable, __file__, "--worker", str(devices)] + (["--quick"] if args.quick else [])
+        cmd = [sys.executable, __file__, "--worker", str(devices)] + (
+            ["--quick"] if args.quick else []
+        )
         if x64:
             cmd.append("--worker-x64")
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-        return json.loads(line[len("RESULT "):])
+        return json.loads(line[len("RESULT ") :])
 
     captum = run_captum(repeats, x64=False)
     results = {d: worker(d) for d in args.devices}
@@ -296,8 +323,14 @@ def main():
         header += [f"xaijax ms ({d} dev)", f"xaijax/captum ({d} dev)"]
     header += ["max rel. diff fp32"] + (["max rel. diff fp64"] if args.x64 else [])
     rows = []
-    for name in ["forward", "gradient", "integrated_gradients", "smoothgrad", "grad_cam",
-                 "occlusion"]:
+    for name in [
+        "forward",
+        "gradient",
+        "integrated_gradients",
+        "smoothgrad",
+        "grad_cam",
+        "occlusion",
+    ]:
         row = [name, f"{captum['times'][name] * 1e3:.1f}"]
         for d in args.devices:
             ours = results[d]["times"][name]
@@ -311,23 +344,31 @@ def main():
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     ratios = [
         f"- IG time / (32 x gradient time), {d} device(s): "
-        f"{results[d]['times']['integrated_gradients'] / (IG_STEPS * results[d]['times']['gradient']):.2f}"
+        f"{results[d]['times']['integrated_gradients'] / (IG_STEPS * results[d]['times']['gradient']):.2f}"  # noqa: E501
         for d in args.devices
     ]
     mem32 = ig_memory(32, 32)
     mem256 = ig_memory(256, 32)
-    ratios.append(f"- peak RSS of IG, 256 steps / 32 steps (batch_size=32): "
-                  f"{mem256 / 1024:.0f} MiB / {mem32 / 1024:.0f} MiB = {mem256 / mem32:.2f}")
-    env = (f"jax {__import__('jax').__version__}, torch {torch.__version__}, "
-           f"captum {__import__('captum').__version__}, {os.cpu_count()} CPU cores, "
-           f"torch threads {torch.get_num_threads()}, median of {repeats} runs")
+    ratios.append(
+        f"- peak RSS of IG, 256 steps / 32 steps (batch_size=32): "
+        f"{mem256 / 1024:.0f} MiB / {mem32 / 1024:.0f} MiB = {mem256 / mem32:.2f}"
+    )
+    env = (
+        f"jax {__import__('jax').__version__}, torch {torch.__version__}, "
+        f"captum {__import__('captum').__version__}, {os.cpu_count()} CPU cores, "
+        f"torch threads {torch.get_num_threads()}, median of {repeats} runs"
+    )
     text = "\n".join(lines + [""] + ratios + ["", env])
     print(text)
     os.makedirs("experiments/results", exist_ok=True)
     with open("experiments/results/bench_attribution.md", "w") as f:
         f.write("# xaijax vs Captum (synthetic random CNN, batch 32 of 64x64 RGB)\n\n")
-        f.write("Command: `.venv-bench/bin/python experiments/bench/attribution.py"
-                + (" --quick" if args.quick else "") + (" --x64" if args.x64 else "") + "`\n\n")
+        f.write(
+            "Command: `.venv-bench/bin/python experiments/bench/attribution.py"
+            + (" --quick" if args.quick else "")
+            + (" --x64" if args.x64 else "")
+            + "`\n\n"
+        )
         f.write(text + "\n")
 
 

@@ -46,7 +46,9 @@ def _class_map(model, layer, *, spatial_reduce: str, relu: bool, upsample: bool,
     return c.attach(explain, apply_fn=access.apply_fn, layer=access.layer, name=name)
 
 
-def grad_cam(model, layer: str, *, relu: bool = True, upsample: bool = True) -> Callable[..., Array]:
+def grad_cam(
+    model, layer: str, *, relu: bool = True, upsample: bool = True
+) -> Callable[..., Array]:
     """Grad-CAM: layer activations weighted by their spatially averaged gradients.
 
     .. math:: L^c = \\mathrm{ReLU}\\big(\\sum_k \\alpha_k^c A^k\\big),\\quad
@@ -110,5 +112,7 @@ def cam(model, layer: str, *, relu: bool = False, upsample: bool = True) -> Call
 
 def layer_names(model, params, x) -> list[str]:
     """The names of the layers of a Linen ``model`` that :func:`grad_cam` can open."""
-    v.check_floating(x, "x", min_rank=2) if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer) else None
+    v.check_floating(x, "x", min_rank=2) if not jnp.issubdtype(
+        jnp.asarray(x).dtype, jnp.integer
+    ) else None
     return _layers._linen_names(model, params, x)

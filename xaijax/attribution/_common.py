@@ -21,7 +21,7 @@ def shape_key(tree) -> tuple:
 
 
 class ModelSpec:
-    """Caches ``jax.eval_shape`` of a model by input shapes, to validate logits and targets cheaply."""
+    """Caches ``jax.eval_shape`` of a model by input shapes (validates logits and targets)."""
 
     def __init__(self, apply_fn: ApplyFn):
         self.apply_fn = apply_fn

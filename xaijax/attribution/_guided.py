@@ -69,8 +69,11 @@ def _eval(jaxpr, consts, args, relu: Callable[[Array], Array]):
         invals = [read(a) for a in eqn.invars]
         name = eqn.primitive.name
         if _is_relu(eqn):
-            operand = next(val for var, val in zip(eqn.invars, invals, strict=True)
-                           if not _is_zero_literal(var))
+            operand = next(
+                val
+                for var, val in zip(eqn.invars, invals, strict=True)
+                if not _is_zero_literal(var)
+            )
             outvals = [relu(jnp.broadcast_to(operand, eqn.outvars[0].aval.shape))]
         elif name in _SUBJAXPR_PARAMS and _SUBJAXPR_PARAMS[name] in eqn.params:
             sub = eqn.params[_SUBJAXPR_PARAMS[name]]

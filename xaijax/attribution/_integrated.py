@@ -9,9 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax import _filters
+from xaijax import _filters, errors
 from xaijax import _validation as v
-from xaijax import errors
 from xaijax.attribution import _common as c
 from xaijax.typing import ApplyFn, Array
 
@@ -45,7 +44,7 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_baseline(baseline, x: Array, blur_sigma: float) -> Array:
-    """Builds the IG reference input: ``"zero"``, ``"blur"``, a callable ``x -> x0``, or an array."""
+    """Builds the IG reference: ``"zero"``, ``"blur"``, a callable ``x -> x0``, or an array."""
     if isinstance(baseline, str):
         if baseline == "zero":
             return jnp.zeros_like(x)
@@ -110,7 +109,9 @@ def integrated_gradients(
       Sundararajan, Taly, Yan, "Axiomatic Attribution for Deep Networks", ICML 2017.
     """
     alphas, weights = quadrature(method, steps)
-    chunk = steps if batch_size is None else min(v.check_positive_int(batch_size, "batch_size"), steps)
+    chunk = (
+        steps if batch_size is None else min(v.check_positive_int(batch_size, "batch_size"), steps)
+    )
     num_chunks = math.ceil(steps / chunk)
     pad = num_chunks * chunk - steps
     alphas = jnp.asarray(np.concatenate([alphas, np.zeros(pad)]), jnp.float32)
@@ -136,7 +137,9 @@ def integrated_gradients(
         if target is None:
             target = predict(params, x)
         x0 = _baseline(default_baseline if baseline is None else baseline, x, blur_sigma)
-        total = c.chunked_sum(chunk_fn, num_chunks, (params, x, x0, target), jitted_chunk=jitted_chunk)
+        total = c.chunked_sum(
+            chunk_fn, num_chunks, (params, x, x0, target), jitted_chunk=jitted_chunk
+        )
         return _finish(x, x0, total)
 
     default_baseline = baseline

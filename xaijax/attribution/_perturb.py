@@ -66,7 +66,9 @@ def occlusion(
     def build(spatial: tuple[int, ...]):
         n = len(spatial)
         win = _pair(window, n, "window")
-        std = _pair(stride if stride is not None else tuple(max(1, w // 2) for w in win), n, "stride")
+        std = _pair(
+            stride if stride is not None else tuple(max(1, w // 2) for w in win), n, "stride"
+        )
         if any(w > s for w, s in zip(win, spatial, strict=True)):
             raise errors.InvalidArgumentError(
                 f"`window`={win} is larger than the input's spatial shape {spatial}: use a "
@@ -74,7 +76,11 @@ def occlusion(
             )
         counts = [(s - w) // st + 1 for s, w, st in zip(spatial, win, std, strict=True)]
         total = int(np.prod(counts))
-        chunk = total if batch_size is None else min(v.check_positive_int(batch_size, "batch_size"), total)
+        chunk = (
+            total
+            if batch_size is None
+            else min(v.check_positive_int(batch_size, "batch_size"), total)
+        )
         num_chunks = math.ceil(total / chunk)
         grids = [jnp.arange(s) for s in spatial]
 
@@ -124,7 +130,9 @@ def occlusion(
             cache[spatial] = build(spatial)
         chunk_fn, jitted, num_chunks, prepare, finish = cache[spatial]
         t, base = prepare(params, x, target)
-        summed, count = c.chunked_sum(chunk_fn, num_chunks, (params, x, t, base), jitted_chunk=jitted)
+        summed, count = c.chunked_sum(
+            chunk_fn, num_chunks, (params, x, t, base), jitted_chunk=jitted
+        )
         return finish(x, summed, count)
 
     return c.attach(explain, apply_fn=apply_fn, name="occlusion")
@@ -163,7 +171,9 @@ def rise(
     cell = v.check_positive_int(cell_size, "cell_size")
     if not 0.0 < p <= 1.0:
         raise errors.InvalidArgumentError(f"`p` must be in (0, 1], got {p!r}.")
-    chunk = total if batch_size is None else min(v.check_positive_int(batch_size, "batch_size"), total)
+    chunk = (
+        total if batch_size is None else min(v.check_positive_int(batch_size, "batch_size"), total)
+    )
     num_chunks = math.ceil(total / chunk)
     spec = c.ModelSpec(apply_fn)
 

@@ -28,7 +28,8 @@ def smooth(
 
     ``smooth(gradient(f))`` is SmoothGrad; ``smooth(integrated_gradients(f))`` is SmoothGrad over
     IG. Noise draw ``j`` comes from ``fold_in(key, j)`` and is shared by the examples of the
-    batch (so batched results equal per-example results). For each example the noise standard deviation is ``noise * (max(x) - min(x))`` when
+    batch (so batched results equal per-example results). For each example the noise standard
+    deviation is ``noise * (max(x) - min(x))`` when
     ``relative_noise`` (the SmoothGrad paper's noise level), else ``noise``.
 
     * ``"smoothgrad"``: mean of the attributions.
@@ -61,11 +62,17 @@ def smooth(
     """
     v.check_choice(kind, "kind", KINDS)
     samples = v.check_positive_int(samples, "samples")
-    chunk = samples if batch_size is None else min(v.check_positive_int(batch_size, "batch_size"), samples)
+    chunk = (
+        samples
+        if batch_size is None
+        else min(v.check_positive_int(batch_size, "batch_size"), samples)
+    )
     num_chunks = math.ceil(samples / chunk)
     apply_fn = getattr(explainer, "apply_fn", None)
     spec = c.ModelSpec(apply_fn) if apply_fn is not None else None
-    predict = jax.jit(lambda params, x: c.predicted_class(apply_fn, params, x)) if apply_fn else None
+    predict = (
+        jax.jit(lambda params, x: c.predicted_class(apply_fn, params, x)) if apply_fn else None
+    )
 
     def chunk_fn(i, params, x, target, key, kwargs):
         idx = i * chunk + jnp.arange(chunk)

@@ -40,21 +40,43 @@ def image_methods(model, apply_fn, *, small: bool) -> list[Method]:
     gbp = xaijax.guided_backprop(apply_fn)
     occ = xaijax.occlusion(apply_fn, window=window, stride=stride, batch_size=8)
     rise = xaijax.rise(apply_fn, masks=masks, cell_size=8, batch_size=50)
-    return [
-        Method("gradient", lambda p, x, t: _pixel_map(grad(p, x, t)), "|dlogit/dx| summed over RGB"),
-        Method("gradient_x_input", lambda p, x, t: _pixel_map(gxi(p, x, t)), "|x * dlogit/dx|"),
-        Method("integrated_gradients", lambda p, x, t: _pixel_map(ig(p, x, t)),
-               f"{steps} Gauss-Legendre steps, zero baseline"),
-        Method("smoothgrad", lambda p, x, t: _pixel_map(sg(p, x, t, key=key)),
-               f"{samples} samples, 15% noise"),
-        Method("guided_backprop", lambda p, x, t: _pixel_map(gbp(p, x, t)), "guided ReLU backward"),
-        Method("grad_cam", xaijax.grad_cam(model, layer), f"layer {layer!r}"),
-        Method("cam", xaijax.cam(model, layer, relu=True), f"layer {layer!r}, GAP + dense head"),
-        Method("occlusion", lambda p, x, t: occ(p, x, t)[..., 0], f"{window}x{window} window, stride {stride}, zero fill"),
-        Method("rise", lambda p, x, t: rise(p, x, t, key=key), f"{masks} masks, 8 px cells"),
-    ] + superpixel_methods(apply_fn, grad, small=small) + [
-        Method("cnn_fixations", _fixation_map(apply_fn), "backtracked forward pass, no gradient"),
-    ]
+    return (
+        [
+            Method(
+                "gradient", lambda p, x, t: _pixel_map(grad(p, x, t)), "|dlogit/dx| summed over RGB"
+            ),
+            Method("gradient_x_input", lambda p, x, t: _pixel_map(gxi(p, x, t)), "|x * dlogit/dx|"),
+            Method(
+                "integrated_gradients",
+                lambda p, x, t: _pixel_map(ig(p, x, t)),
+                f"{steps} Gauss-Legendre steps, zero baseline",
+            ),
+            Method(
+                "smoothgrad",
+                lambda p, x, t: _pixel_map(sg(p, x, t, key=key)),
+                f"{samples} samples, 15% noise",
+            ),
+            Method(
+                "guided_backprop", lambda p, x, t: _pixel_map(gbp(p, x, t)), "guided ReLU backward"
+            ),
+            Method("grad_cam", xaijax.grad_cam(model, layer), f"layer {layer!r}"),
+            Method(
+                "cam", xaijax.cam(model, layer, relu=True), f"layer {layer!r}, GAP + dense head"
+            ),
+            Method(
+                "occlusion",
+                lambda p, x, t: occ(p, x, t)[..., 0],
+                f"{window}x{window} window, stride {stride}, zero fill",
+            ),
+            Method("rise", lambda p, x, t: rise(p, x, t, key=key), f"{masks} masks, 8 px cells"),
+        ]
+        + superpixel_methods(apply_fn, grad, small=small)
+        + [
+            Method(
+                "cnn_fixations", _fixation_map(apply_fn), "backtracked forward pass, no gradient"
+            ),
+        ]
+    )
 
 
 def _paint(segments: jax.Array, scores: jax.Array) -> jax.Array:

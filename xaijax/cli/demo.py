@@ -64,46 +64,69 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     train = synthetic.make_images(n_train, seed=args.seed, split="train", config=cfg)
     test = synthetic.make_images(n_test, seed=args.seed, split="test", config=cfg)
-    print(f"data: {n_train} train / {n_test} test synthetic images "
-          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    print(
+        f"data: {n_train} train / {n_test} test synthetic images "
+        f"({time.perf_counter() - t0:.1f} s)",
+        flush=True,
+    )
 
     model = models.get_model(args.model, num_classes=cfg.num_classes)
     apply_fn = jax.jit(models.apply_fn(model))
     result = training.train_or_restore(
-        f"demo-{args.model}{'-small' if small else ''}", model, train, input_key="image",
-        steps=steps, batch_size=64, seed=args.seed, cache_dir=args.cache, progress=progress,
+        f"demo-{args.model}{'-small' if small else ''}",
+        model,
+        train,
+        input_key="image",
+        steps=steps,
+        batch_size=64,
+        seed=args.seed,
+        cache_dir=args.cache,
+        progress=progress,
     )
     params = result.params
     acc = training.evaluate(apply_fn, params, test["image"], test["label"], batch_size=64)
     how = "restored from cache" if result.resumed_from == steps else "trained"
-    print(f"model: {args.model} {how}, {steps} steps, test accuracy {acc:.3f} (synthetic)",
-          flush=True)
+    print(
+        f"model: {args.model} {how}, {steps} steps, test accuracy {acc:.3f} (synthetic)", flush=True
+    )
 
     x = jnp.asarray(test["image"][:n_explain])
     target = jnp.asarray(test["label"][:n_explain])
     mask = jnp.asarray(test["object_mask"][:n_explain])
     rows, maps = [], {}
-    for method in _progress(_methods.image_methods(model, apply_fn, small=small), "methods",
-                            progress):
+    for method in _progress(
+        _methods.image_methods(model, apply_fn, small=small), "methods", progress
+    ):
         saliency = jax.block_until_ready(method.run(params, x, target))  # compile + warm-up
         start = time.perf_counter()
         saliency = jax.block_until_ready(method.run(params, x, target))
         ms = (time.perf_counter() - start) * 1e3 / n_explain
         saliency = jnp.asarray(saliency, jnp.float32)
         maps[method.name] = np.asarray(saliency)
-        rows.append({
-            "method": method.name,
-            "pointing game": float(metrics.pointing_game(saliency, mask).mean()),
-            "energy in mask": float(metrics.energy_in_mask(saliency, mask).mean()),
-            "deletion AUC": float(metrics.deletion_auc(apply_fn, params, x, saliency, target,
-                                                       batch_size=16).mean()),
-            "ms / image": ms,
-            "note": method.note,
-        })
+        rows.append(
+            {
+                "method": method.name,
+                "pointing game": float(metrics.pointing_game(saliency, mask).mean()),
+                "energy in mask": float(metrics.energy_in_mask(saliency, mask).mean()),
+                "deletion AUC": float(
+                    metrics.deletion_auc(
+                        apply_fn, params, x, saliency, target, batch_size=16
+                    ).mean()
+                ),
+                "ms / image": ms,
+                "note": method.note,
+            }
+        )
     object_share = float(np.asarray(mask).mean())
     summary = {
-        "model": args.model, "steps": steps, "test_accuracy": acc, "n_explain": n_explain,
-        "object_share": object_share, "rows": rows, "small": small, "backend": jax.default_backend(),
+        "model": args.model,
+        "steps": steps,
+        "test_accuracy": acc,
+        "n_explain": n_explain,
+        "object_share": object_share,
+        "rows": rows,
+        "small": small,
+        "backend": jax.default_backend(),
     }
     write_report(args.out, summary, np.asarray(x), np.asarray(mask), maps)
     return summary
@@ -122,8 +145,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def write_report(out: str, summary: dict, images, masks, maps: dict[str, np.ndarray]) -> None:
     os.makedirs(out, exist_ok=True)
     names = list(maps)
-    rows = [[images[i], masks[i].astype(np.float32)] + [viz.overlay(images[i : i + 1],
-             maps[n][i : i + 1])[0] for n in names] for i in range(len(images))]
+    rows = [
+        [images[i], masks[i].astype(np.float32)]
+        + [viz.overlay(images[i : i + 1], maps[n][i : i + 1])[0] for n in names]
+        for i in range(len(images))
+    ]
     figure = viz.grid(rows, scale=2)
     viz.save_png(os.path.join(out, "figure.png"), figure)
     table = format_table(summary["rows"])
@@ -148,7 +174,8 @@ def write_report(out: str, summary: dict, images, masks, maps: dict[str, np.ndar
         "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
         "td,th{padding:.2em .6em;border-bottom:1px solid #ccc}</style>"
         f"<h1>xaijax demo report</h1><p>{html.escape(head)}</p><table><tr>"
-        + "".join(f"<th>{c}</th>" for c in COLUMNS) + f"</tr>{rows_html}</table>"
+        + "".join(f"<th>{c}</th>" for c in COLUMNS)
+        + f"</tr>{rows_html}</table>"
         f"<p>{html.escape(columns)}</p><img alt='figure' src='data:image/png;base64,{png}'>"
     )
     with open(os.path.join(out, "report.html"), "w") as f:
@@ -163,8 +190,10 @@ def main(argv=None) -> int:
     summary = run(args)
     print()
     print(format_table(summary["rows"]))
-    print(f"\nreport: {args.out}/report.md, {args.out}/report.html, {args.out}/figure.png "
-          f"({time.perf_counter() - start:.0f} s in all)")
+    print(
+        f"\nreport: {args.out}/report.md, {args.out}/report.html, {args.out}/figure.png "
+        f"({time.perf_counter() - start:.0f} s in all)"
+    )
     return 0
 
 

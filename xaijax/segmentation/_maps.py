@@ -267,22 +267,44 @@ def _connected_components(clusters: jax.Array) -> jax.Array:
     return lab
 
 
-def _absorb_small(components: jax.Array, min_size: int) -> jax.Array:
-    """Merges components smaller than ``min_size`` into adjacent large ones.
+def _absorb_small(components: jax.Array, min_size: int, features: jax.Array) -> jax.Array:
+    """Merges every component smaller than ``min_size`` whole into an adjacent large segment.
 
-    Large components keep their label (the root index); pixels of small ones repeatedly take the
-    label of an already-labelled neighbour, so every merged pixel joins a segment it touches and
-    segments stay connected. The largest component always counts as large.
+    Large components keep their label (the root index). Each small component joins, in one
+    piece, the already-labelled neighbouring segment whose mean feature (colour) is closest to
+    its own; components with no labelled neighbour yet wait for the next round. The largest
+    component always counts as large. Merging whole components into one neighbour (as
+    scikit-image does, which picks an arbitrary neighbour) keeps the small component's other
+    borders, which splitting it among its neighbours would erase.
+
+    Args:
+      components: ``[*spatial]`` component labels (root flat indices).
+      min_size: smallest size that stays a segment on its own.
+      features: ``[*spatial, C]`` per-pixel features (scaled Lab colour).
     """
     n = components.size
-    sizes = jax.ops.segment_sum(jnp.ones(n, jnp.int32), components.reshape(-1), n)
+    comp = components.reshape(-1)
+    sizes = jax.ops.segment_sum(jnp.ones(n, jnp.float32), comp, n)
     big = (sizes[components] >= min_size) | (components == jnp.argmax(sizes))
+    feats = features.reshape(n, -1)
+    means = jax.ops.segment_sum(feats, comp, n) / jnp.maximum(sizes, 1.0)[:, None]
+    own = means[comp]  # [n, C] mean feature of each pixel's component
     assigned = jnp.where(big, components, -1)
 
-    def body(a):
-        best = a
-        for view in _neighbour_views(a, -1):
-            best = jnp.maximum(best, view)
-        return jnp.where(a < 0, best, a)
+    def body(assigned):
+        best_d = jnp.full(n, jnp.inf, jnp.float32)
+        best_l = jnp.full(n, -1, jnp.int32)
+        free = assigned.reshape(-1) < 0
+        for view in _neighbour_views(assigned, -1):
+            lab = view.reshape(-1)
+            d = jnp.sum((own - means[jnp.maximum(lab, 0)]) ** 2, axis=1)
+            better = free & (lab >= 0) & (d < best_d)
+            best_d = jnp.where(better, d, best_d)
+            best_l = jnp.where(better, lab, best_l)
+        comp_best = jax.ops.segment_min(best_d, comp, n)[comp]
+        pick = jnp.where((best_l >= 0) & (best_d <= comp_best), best_l, -1)
+        choice = jax.ops.segment_max(pick, comp, n)[comp]
+        flat = assigned.reshape(-1)
+        return jnp.where(flat < 0, jnp.maximum(choice, -1), flat).reshape(assigned.shape)
 
     return jax.lax.while_loop(lambda a: jnp.any(a < 0), body, assigned)

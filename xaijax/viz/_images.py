@@ -11,13 +11,23 @@ import numpy as np
 from xaijax import errors
 
 # 9 anchor colours of a perceptually ordered dark-to-bright map (viridis-like), interpolated.
-_ANCHORS = np.array(
-    [
-        [68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
-        [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37],
-    ],
-    np.float32,
-) / 255.0
+_ANCHORS = (
+    np.array(
+        [
+            [68, 1, 84],
+            [71, 44, 122],
+            [59, 81, 139],
+            [44, 113, 142],
+            [33, 144, 141],
+            [39, 173, 129],
+            [92, 200, 99],
+            [170, 220, 50],
+            [253, 231, 37],
+        ],
+        np.float32,
+    )
+    / 255.0
+)
 
 
 def normalize(maps: np.ndarray, *, percentile: float = 99.5, signed: bool = False) -> np.ndarray:
@@ -100,10 +110,17 @@ def encode_png(image: np.ndarray) -> bytes:
 
     def chunk(tag: bytes, data: bytes) -> bytes:
         body = tag + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def save_png(path: str, image: np.ndarray) -> None:
