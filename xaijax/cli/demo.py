@@ -58,7 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     small = args.small
     progress = not args.no_progress
-    n_train, n_test, steps = (512, 64, 40) if small else (6000, 512, 1500)
+    # 300 steps of batch 32 reach >= 99% test accuracy for the image zoo
+    # (experiments/results/train_zoo.md).
+    n_train, n_test, steps = (512, 64, 40) if small else (6000, 512, 300)
     n_explain = args.explain or (2 if small else 16)
     cfg = synthetic.ImageConfig()
     t0 = time.perf_counter()
