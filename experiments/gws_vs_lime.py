@@ -18,18 +18,19 @@ Command::
     .venv/bin/python experiments/gws_vs_lime.py                 # 32 images, 8 clips
     .venv/bin/python experiments/gws_vs_lime.py --quick         # smoke run, ~2 min
 
-Runtime: 17 minutes on the project's 2-core CPU VM (load average ~9 from other jobs) with
-cached models; training the two models first adds about 10 minutes (cached under
-out/checkpoints).
+Runtime: 7 minutes on the project's 2-core CPU VM with cached models (17 minutes when other
+jobs kept the load average near 9); training the two models first adds about 10 minutes
+(cached under out/checkpoints).
 
 Last result (experiments/results/gws_vs_lime.md, with gws_vs_lime.png; 32 images, 8 clips,
 1000 LIME samples): the best GWS rule, IG from LIME's fill image + sum pooling, reaches
-Spearman rho 0.876 to LIME(logit) on images (top-5 overlap 0.96, 24x faster than LIME) and
-0.913 on videos (25x); gradient x (input - fill) + sum, one backward pass, reaches 0.775 /
-0.771 at 767x / 796x. LIME against itself with other samples gives 0.893 / 0.863. Of the five
-scorers named in the issue the best is gradient x input (rho 0.54-0.55 on images, 0.22 on
-videos). LIME on the saturated probability (mean top probability 0.9998 on images) is mostly
-noise: weighted R^2 0.57, and no GWS rule exceeds rho 0.32 against it.
+Spearman rho 0.862 to LIME(logit) on images (top-5 overlap 0.98, 36x faster than LIME) and
+0.946 on videos (23x); gradient x (input - fill) + sum, one backward pass, reaches 0.798 /
+0.771 at 797x / 351x. LIME against itself with other samples gives 0.857 / 0.934. Of the
+five scorers named in the issue the best are Grad-CAM + sum (0.476) and gradient x input
+(0.44-0.45) on images, and none exceeds 0.07 on videos. LIME on the saturated probability
+(mean top probability 0.9998 on images) is mostly noise: weighted R^2 0.62, and no GWS rule
+exceeds rho 0.21 against it on images.
 
 Every number here is measured on the *synthetic benchmark* of xaijax.data.synthetic with small
 zoo models trained here; none is a reproduction of the paper's ImageNet / Kinetics results.

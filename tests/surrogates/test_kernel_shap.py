@@ -78,14 +78,26 @@ def test_exact_shapley_values_when_coalitions_fit(game):
     np.testing.assert_allclose(np.asarray(ext.values), np.asarray(out.values), atol=1e-4)
 
 
-def test_efficiency_and_additive_recovery_when_sampling(game):
+def test_efficiency_batching_jit_and_no_recompile_when_sampling(game, assert_no_recompile):
     apply_fn, params, _, x = game
-    seg = np.arange(16).reshape(4, 4) // 2  # 8 segments: 254 coalitions > 40 samples
-    explain = kernel_shap(apply_fn, num_samples=40, fill="mean", output="probs")
-    out = explain(params, x, segments=seg, key=jax.random.key(1))
-    total = np.asarray(out.values).sum(-1)
-    np.testing.assert_allclose(total, np.asarray(out.prediction - out.base_value), atol=1e-5)
-    # An additive model is recovered exactly from any design.
+    seg8 = np.arange(16).reshape(4, 4) // 2  # 8 segments: 254 coalitions > 32 samples
+    explain = kernel_shap(apply_fn, num_samples=32, batch_size=32, num_segments=8)
+    key = jax.random.key(3)
+    batched = assert_no_recompile(explain, params, x, segments=seg8, key=key)
+    total = np.asarray(batched.values).sum(-1)
+    np.testing.assert_allclose(
+        total, np.asarray(batched.prediction - batched.base_value), atol=1e-5
+    )
+    # Example 1 does not depend on its neighbour: swap the neighbour, same shapes, same result.
+    other = explain(params, jnp.stack([x[1], x[1]]), segments=seg8, key=key)
+    np.testing.assert_allclose(other.values[1], batched.values[1], atol=1e-6)
+    np.testing.assert_allclose(other.values[0], batched.values[1], atol=1e-6)
+    traced = jax.jit(lambda p, xx, s, k: explain(p, xx, segments=s, key=k))(params, x, seg8, key)
+    np.testing.assert_allclose(np.asarray(traced.values), np.asarray(batched.values), atol=1e-5)
+
+
+def test_additive_model_is_recovered_from_sampled_coalitions():
+    seg = np.arange(16).reshape(4, 4) // 2
     betas = jnp.asarray(np.linspace(-1, 2, 8), jnp.float32)
     additive = lambda p, xx: jnp.stack(  # noqa: E731
         [jnp.zeros(xx.shape[0]), jnp.einsum("bhwc,hw->b", xx, p)], -1
@@ -95,20 +107,6 @@ def test_efficiency_and_additive_recovery_when_sampling(game):
         weights, jnp.ones((1, 4, 4, 1)), jnp.array([1]), segments=seg, key=jax.random.key(2)
     )
     np.testing.assert_allclose(np.asarray(lin.values)[0], np.asarray(betas), atol=1e-4)
-
-
-def test_batched_equals_per_example_jit_and_no_recompile(game, assert_no_recompile):
-    apply_fn, params, seg, x = game
-    seg8 = np.arange(16).reshape(4, 4) // 2
-    explain = kernel_shap(apply_fn, num_samples=32, batch_size=32, num_segments=8)
-    key = jax.random.key(3)
-    batched = assert_no_recompile(explain, params, x, segments=seg8, key=key)
-    # Example 1 does not depend on its neighbour: swap the neighbour, same shapes, same result.
-    other = explain(params, jnp.stack([x[1], x[1]]), segments=seg8, key=key)
-    np.testing.assert_allclose(other.values[1], batched.values[1], atol=1e-6)
-    np.testing.assert_allclose(other.values[0], batched.values[1], atol=1e-6)
-    traced = jax.jit(lambda p, xx, s, k: explain(p, xx, segments=s, key=k))(params, x, seg8, key)
-    np.testing.assert_allclose(np.asarray(traced.values), np.asarray(batched.values), atol=1e-5)
 
 
 def test_bad_inputs_raise_named_errors(game):

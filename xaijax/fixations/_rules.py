@@ -252,7 +252,7 @@ def _take_rows(a: Array, index: Array) -> Array:
 # computation would exceed _DENSE_SMALL; else on dense masks (for small layers the dense code is
 # as fast and much quicker to compile).
 _SPARSE_BUDGET = 1 << 21
-_DENSE_SMALL = 1 << 18
+_DENSE_SMALL = 1 << 12
 
 
 def _use_compact(capacity: int, size: int, compact_work: int, dense_work: int) -> bool:

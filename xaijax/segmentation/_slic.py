@@ -292,12 +292,12 @@ def slic(
     (``m`` = ``compactness``, ``S`` = grid step, ``s`` = voxel spacing) among the seeds whose
     2-step window contains it, then move each seed to its members' mean. Finally labels are made
     connected (4-/6-connectivity: each component smaller than ``min_size_factor`` times the mean
-    segment size joins, whole, the adjacent segment of most similar mean colour) and contiguous
-    (``0 .. K-1`` in raster order). Differences from scikit-image: a fixed number of iterations
-    (results equal once k-means has converged), a pixel only considers the seeds of the
-    ``(2 * search_radius + 1)^d`` grid cells around it, scikit-image merges a small component
-    into an arbitrary neighbour (the last one its search met), and over-large components are
-    not split.
+    segment size joins, whole, one adjacent segment) and contiguous (``0 .. K-1`` in raster
+    order). Differences from scikit-image: a fixed number of iterations (results equal once
+    k-means has converged), a pixel only considers the seeds of the
+    ``(2 * search_radius + 1)^d`` grid cells around it, the neighbour a small component joins is
+    chosen differently (scikit-image takes the last one its search met, or segment 0 when it
+    met none, which leaves that segment disconnected), and over-large components are not split.
 
     Args:
       n_segments: approximate number of seeds.
@@ -377,12 +377,11 @@ def slic(
             img = (img - lo) / jnp.where(hi > lo, hi - lo, 1.0)
             if lab:
                 img = rgb_to_lab(img)
-            feats = img / compactness
-            labels = _kmeans(feats, geo, spacing, num_iters)
+            labels = _kmeans(img / compactness, geo, spacing, num_iters)
             if not enforce_connectivity:
                 return _relabel_single(labels.reshape(-1), geo.num_centres).reshape(spatial)
             comps = _connected_components(labels)
-            merged = _absorb_small(comps, min_size, feats).reshape(-1)
+            merged = _absorb_small(comps, min_size).reshape(-1)
             return _relabel_single(merged, num_pixels).reshape(spatial)
 
         return jax.vmap(single)(x.astype(jnp.float32))
