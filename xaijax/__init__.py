@@ -1,7 +1,12 @@
 """xaijax: explanations of image, video and text classifiers as pure, jittable JAX transforms."""
 
-from xaijax import errors, metrics
-from xaijax.attribution import (
+from xaijax import _devices
+
+_devices.configure_cpu_devices()  # one CPU device per core, before JAX starts a backend
+
+from xaijax import errors, metrics  # noqa: E402
+from xaijax._devices import set_cpu_data_parallel  # noqa: E402
+from xaijax.attribution import (  # noqa: E402
     cam,
     convergence_delta,
     from_nnx,
@@ -32,5 +37,6 @@ __all__ = [
     "nnx_layer",
     "occlusion",
     "rise",
+    "set_cpu_data_parallel",
     "smooth",
 ]

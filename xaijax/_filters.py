@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from xaijax import errors
+
+BORDERS = ("reflect", "renormalise")
 
 
 def gaussian_kernel1d(sigma: float, size: int | None = None) -> np.ndarray:
@@ -17,14 +23,44 @@ def gaussian_kernel1d(sigma: float, size: int | None = None) -> np.ndarray:
     return (k / k.sum()).astype(np.float32)
 
 
-def gaussian_blur(x: jax.Array, sigma: float, *, size: int | None = None, axes=None) -> jax.Array:
+def gaussian_matrix(n: int, sigma: float, size: int | None = None) -> np.ndarray:
+    """``[n, n]`` Gaussian smoothing along an axis of length ``n``, cut at the borders.
+
+    Row ``i`` holds ``exp(-(i - j)^2 / (2 sigma^2))`` for ``|i - j| <= r`` (``r = (size - 1) / 2``,
+    by default ``ceil(3 sigma)``) renormalised to sum to 1 over the ``j`` inside the axis, so a
+    constant stays constant and nothing is invented beyond the border.
+    """
+    r = math.ceil(3 * sigma) if size is None else (size - 1) / 2
+    i = np.arange(n)
+    d = i[:, None] - i[None, :]
+    k = np.exp(-0.5 * (d / sigma) ** 2) * (np.abs(d) <= r)
+    return (k / k.sum(1, keepdims=True)).astype(np.float32)
+
+
+def gaussian_blur(
+    x: jax.Array,
+    sigma: float,
+    *,
+    size: int | None = None,
+    axes=None,
+    border: str = "reflect",
+) -> jax.Array:
     """Separable Gaussian blur of ``x`` along ``axes`` (default: all but the first and last).
 
-    Borders are reflected (like scipy's ``mode='reflect'``... close to OpenCV's default), so a
-    constant image stays constant. ``x``: ``[B, *spatial, C]``.
+    ``x``: ``[B, *spatial, C]``. Either border keeps a constant image constant:
+
+    * ``"reflect"``: borders are reflected (like scipy's ``mode='reflect'``... close to OpenCV's
+      default); the kernel (``size`` taps, default ``2 * ceil(3 sigma) + 1``) shrinks on axes
+      too short for it.
+    * ``"renormalise"``: the kernel is cut at the border and renormalised over the pixels inside
+      (:func:`gaussian_matrix`), as LIME and KernelSHAP's blur fill does.
     """
+    if border not in BORDERS:
+        raise errors.InvalidArgumentError(f"`border` must be one of {BORDERS}, got {border!r}.")
     if axes is None:
         axes = tuple(range(1, x.ndim - 1))
+    if border == "renormalise":
+        return _blur_renormalised(x, sigma, size, axes)
     k = jnp.asarray(gaussian_kernel1d(sigma, size))
     r = (k.shape[0] - 1) // 2
     out = x
@@ -41,6 +77,16 @@ def gaussian_blur(x: jax.Array, sigma: float, *, size: int | None = None, axes=N
         conv = jax.vmap(lambda row, kk=kk: jnp.convolve(row, kk, mode="valid"))(flat)
         out = jnp.moveaxis(conv.reshape(moved.shape[:-1] + (n,)), -1, ax)
     return out
+
+
+def _blur_renormalised(x: jax.Array, sigma: float, size: int | None, axes) -> jax.Array:
+    letters = "abcdefghijklmnopqrstuvwxy"[: x.ndim]
+    for ax in axes:
+        ax = ax % x.ndim
+        out = letters[:ax] + "z" + letters[ax + 1 :]
+        m = jnp.asarray(gaussian_matrix(x.shape[ax], sigma, size))
+        x = jnp.einsum(f"z{letters[ax]},{letters}->{out}", m, x)
+    return x
 
 
 def resize_spatial(maps: jax.Array, shape: tuple[int, ...], method: str = "bilinear") -> jax.Array:

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xaijax import _devices
 from xaijax import _validation as v
 from xaijax.typing import ApplyFn, Array
 
@@ -55,6 +56,8 @@ def check_inputs(
         shape = spec.logits_shape(params, x)
         v.check_logits(jax.ShapeDtypeStruct(shape, jnp.float32), x.shape[0])
         v.check_target_in_range(target, shape[1])
+    # On a multi-core CPU host, spread the batch over the CPU devices (xaijax._devices).
+    x, target = _devices.place_batch(params, x, target)
     return x, target
 
 
@@ -130,10 +133,19 @@ def _tree_add(a, b):
 
 
 def attach(explain: Callable, **attrs) -> Callable:
-    """Records what an explainer was built from (``explain.apply_fn``...), for wrappers."""
+    """Records what an explainer was built from (``explain.apply_fn``...), for wrappers.
+
+    The returned explainer also brings a batch that :func:`check_inputs` spread over the CPU
+    devices back to one device, so what follows runs as plain single-device JAX.
+    """
+
+    @functools.wraps(explain)
+    def explainer(*args, **kwargs):
+        return _devices.collect(explain(*args, **kwargs))
+
     for k, val in attrs.items():
-        setattr(explain, k, val)
-    return explain
+        setattr(explainer, k, val)
+    return explainer
 
 
 def wraps(inner: Callable) -> Callable:

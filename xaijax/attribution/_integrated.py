@@ -124,10 +124,12 @@ def integrated_gradients(
         a = jax.lax.dynamic_slice_in_dim(alphas, i * chunk, chunk)
         w = jax.lax.dynamic_slice_in_dim(weights, i * chunk, chunk)
         delta = x - x0
-        path = x0[None] + a.reshape((chunk,) + (1,) * x.ndim) * delta[None]
-        flat = path.reshape((chunk * x.shape[0],) + x.shape[1:])
-        grads = c.input_gradient(apply_fn, params, flat, jnp.tile(target, chunk))
-        return jnp.tensordot(w, grads.reshape(path.shape), axes=1)
+        # [B, chunk, ...]: examples outermost, so a batch spread over devices stays spread
+        # when the path points are flattened into one model batch (xaijax._devices).
+        path = x0[:, None] + a.reshape((1, chunk) + (1,) * (x.ndim - 1)) * delta[:, None]
+        flat = path.reshape((x.shape[0] * chunk,) + x.shape[1:])
+        grads = c.input_gradient(apply_fn, params, flat, jnp.repeat(target, chunk))
+        return jnp.tensordot(grads.reshape(path.shape), w, axes=((1,), (0,)))
 
     jitted_chunk = jax.jit(chunk_fn)
     predict = jax.jit(lambda params, x: c.predicted_class(apply_fn, params, x))

@@ -98,12 +98,14 @@ def occlusion(
             idx = i * chunk + jnp.arange(chunk)
             valid = (idx < total).astype(x.dtype)
             masks = window_masks(jnp.minimum(idx, total - 1)) * valid.reshape((-1,) + (1,) * n)
-            m = masks[:, None, ..., None]  # [k, 1, *spatial, 1]
-            occluded = x[None] * (1 - m) + fill * m
-            flat = occluded.reshape((chunk * x.shape[0],) + x.shape[1:])
-            scores = c.select(apply_fn(params, flat), jnp.tile(target, chunk)).reshape(chunk, -1)
-            drop = (base[None] - scores) * valid[:, None]  # [k, B]
-            return jnp.einsum("kb,k...->b...", drop, masks), jnp.sum(masks, axis=0)
+            m = masks[None, ..., None]  # [1, k, *spatial, 1]
+            occluded = x[:, None] * (1 - m) + fill * m  # [B, k, *spatial, C]
+            # Examples stay the outer axis of the flattened batch, so a batch sharded over
+            # devices stays sharded (no all-gather; see experiments/bench/attribution.py).
+            flat = occluded.reshape((x.shape[0] * chunk,) + x.shape[1:])
+            scores = c.select(apply_fn(params, flat), jnp.repeat(target, chunk))
+            drop = (base[:, None] - scores.reshape(-1, chunk)) * valid[None]  # [B, k]
+            return jnp.einsum("bk,k...->b...", drop, masks), jnp.sum(masks, axis=0)
 
         @jax.jit
         def prepare(params, x, target):
@@ -195,11 +197,11 @@ def rise(
         idx = i * chunk + jnp.arange(chunk)
         valid = (idx < total).astype(x.dtype)
         m = make_masks(key, idx, h, w)  # [k, H, W]
-        masked = x[None] * m[:, None, :, :, None]
-        flat = masked.reshape((chunk * b,) + x.shape[1:])
+        masked = x[:, None] * m[None, :, :, :, None]  # [B, k, H, W, C], examples outermost
+        flat = masked.reshape((b * chunk,) + x.shape[1:])
         probs = jax.nn.softmax(apply_fn(params, flat), axis=-1)
-        score = c.select(probs, jnp.tile(target, chunk)).reshape(chunk, b) * valid[:, None]
-        return jnp.einsum("kb,khw->bhw", score, m)
+        score = c.select(probs, jnp.repeat(target, chunk)).reshape(b, chunk) * valid[None]
+        return jnp.einsum("bk,khw->bhw", score, m)
 
     jitted = jax.jit(chunk_fn)
     predict = jax.jit(lambda params, x: c.predicted_class(apply_fn, params, x))

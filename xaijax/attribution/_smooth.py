@@ -87,9 +87,23 @@ def smooth(
             eps = jax.random.normal(jax.random.fold_in(key, j), x.shape[1:], x.dtype)
             return explainer(params, x + sigma * eps[None], target, **kwargs)
 
-        attrs = jax.vmap(one)(idx)
-        w = valid.reshape((chunk,) + (1,) * (attrs.ndim - 1))
-        return jnp.sum(w * attrs, axis=0), jnp.sum(w * attrs * attrs, axis=0)
+        if kwargs:  # per-call arguments may carry the batch axis: one call per sample
+            attrs = jax.vmap(one)(idx)
+            w = valid.reshape((chunk,) + (1,) * (attrs.ndim - 1))
+            return jnp.sum(w * attrs, axis=0), jnp.sum(w * attrs * attrs, axis=0)
+        # One call on [B * chunk] noisy copies, examples outermost: a batch spread over devices
+        # stays spread (no all-gather, see xaijax._devices), and the model sees one big batch.
+        eps = jax.vmap(
+            lambda j: jax.random.normal(jax.random.fold_in(key, j), x.shape[1:], x.dtype)
+        )(idx)
+        scale = sigma[:, None] if relative_noise else sigma
+        noisy = x[:, None] + scale * eps[None]  # [B, chunk, ...]
+        b = x.shape[0]
+        flat_target = None if target is None else jnp.repeat(target, chunk)
+        attrs = explainer(params, noisy.reshape((b * chunk,) + x.shape[1:]), flat_target)
+        attrs = attrs.reshape((b, chunk) + attrs.shape[1:])
+        w = valid.reshape((1, chunk) + (1,) * (attrs.ndim - 2))
+        return jnp.sum(w * attrs, axis=1), jnp.sum(w * attrs * attrs, axis=1)
 
     jitted_chunk = jax.jit(chunk_fn)
 

@@ -121,22 +121,10 @@ def box_iou(a: ArrayLike, b: ArrayLike) -> Array:
       >>> box_iou([[0, 0, 2, 2]], [[1, 1, 3, 3]]).tolist()  # 1 / (4 + 4 - 1)
       [0.1428571492433548]
     """
-    a = _checks.as_array(a, "a")
-    b = _checks.as_array(b, "b")
-    for x, name in ((a, "a"), (b, "b")):
-        if x.ndim < 1 or x.shape[-1] != 4:
-            raise errors.InputShapeError(
-                f"`{name}` must be laid out as [B, 4] with rows (y0, x0, y1, x1), got shape "
-                f"{_checks.shape_str(x.shape)}."
-            )
-        if x.dtype == jnp.bool_ or not (
-            jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating)
-        ):
-            raise errors.InputDTypeError(
-                f"`{name}` must hold integer or floating coordinates, got dtype {x.dtype}."
-            )
+    a = _checks.check_boxes(a, "a", any_rank=True)
+    b = _checks.check_boxes(b, "b", any_rank=True)
     _checks.check_same_shape(a, b, "a", "b")
-    return _box_iou(jnp.asarray(a), jnp.asarray(b))
+    return _box_iou(a, b)
 
 
 @jax.jit

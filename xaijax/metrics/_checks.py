@@ -12,9 +12,14 @@ import numpy as np
 
 from xaijax import _validation, errors
 
+shape_str = _validation._shape_str
 
-def shape_str(shape) -> str:
-    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
+
+def is_real(dtype) -> bool:
+    """True for integer and floating dtypes (not bool, not complex)."""
+    return dtype != jnp.bool_ and (
+        jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
+    )
 
 
 def as_array(x, name: str):
@@ -50,9 +55,7 @@ def check_real(x, name: str) -> jax.Array:
             f"`{name}` must be a batch [B, ...] of maps, got shape {shape_str(x.shape)}. "
             f"For a single map add a batch axis: `{name}[None]`."
         )
-    if x.dtype == jnp.bool_ or not (
-        jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating)
-    ):
+    if not is_real(x.dtype):
         raise errors.InputDTypeError(
             f"`{name}` must hold real numbers (integer or floating), got dtype {x.dtype}. "
             f"Cast it with `{name}.astype(jnp.float32)`."
@@ -92,19 +95,23 @@ def check_same_shape(a, b, name_a: str, name_b: str) -> None:
         )
 
 
-def check_boxes(boxes, name: str, *, allow_multi: bool = False) -> jax.Array:
-    """Boxes ``[B, 4]`` (or ``[B, M, 4]`` when ``allow_multi``) as (y0, x0, y1, x1)."""
+def check_boxes(
+    boxes, name: str, *, allow_multi: bool = False, any_rank: bool = False
+) -> jax.Array:
+    """Boxes ``[B, 4]`` (or ``[B, M, 4]`` when ``allow_multi``, ``[..., 4]`` when ``any_rank``)
+    as (y0, x0, y1, x1)."""
     boxes = as_array(boxes, name)
-    ranks = (2, 3) if allow_multi else (2,)
     layout = "[B, 4] or [B, M, 4]" if allow_multi else "[B, 4]"
-    if boxes.ndim not in ranks or boxes.shape[-1] != 4:
+    if any_rank:
+        rank_ok = boxes.ndim >= 1
+    else:
+        rank_ok = boxes.ndim in ((2, 3) if allow_multi else (2,))
+    if not rank_ok or boxes.shape[-1] != 4:
         raise errors.InputShapeError(
             f"`{name}` must be laid out as {layout} with rows (y0, x0, y1, x1), got shape "
             f"{shape_str(boxes.shape)}."
         )
-    if boxes.dtype == jnp.bool_ or not (
-        jnp.issubdtype(boxes.dtype, jnp.integer) or jnp.issubdtype(boxes.dtype, jnp.floating)
-    ):
+    if not is_real(boxes.dtype):
         raise errors.InputDTypeError(
             f"`{name}` must hold integer or floating coordinates, got dtype {boxes.dtype}."
         )

@@ -10,23 +10,24 @@ import jax
 import jax.numpy as jnp
 
 from xaijax import errors
+from xaijax._validation import _shape_str
 from xaijax.typing import ApplyFn, Params
 
 HEADS = ("gap", "mlp")
 
 
-def _shape_str(shape: Sequence[int]) -> str:
-    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
+def _check_rank(x: jax.Array, rank: int, layout: str, model: str, what: str, name: str) -> None:
+    if x.ndim != rank:
+        hint = f"add a batch axis with `{name}[None]`" if x.ndim == rank - 1 else "reshape it"
+        raise errors.InputShapeError(
+            f"{model} expects {what} of rank {rank} laid out as {layout}, got shape "
+            f"{_shape_str(x.shape)}: {hint}."
+        )
 
 
 def check_float_input(x: jax.Array, rank: int, layout: str, model: str) -> jax.Array:
     """Static (trace-safe) rank and dtype check of a float image or video batch."""
-    if x.ndim != rank:
-        hint = "add a batch axis with `x[None]`" if x.ndim == rank - 1 else "reshape it"
-        raise errors.InputShapeError(
-            f"{model} expects `x` of rank {rank} laid out as {layout}, got shape "
-            f"{_shape_str(x.shape)}: {hint}."
-        )
+    _check_rank(x, rank, layout, model, "`x`", "x")
     if x.shape[-1] != 3:
         raise errors.InputShapeError(
             f"{model} expects `x` with 3 channels last ({layout}), got shape "
@@ -42,12 +43,7 @@ def check_float_input(x: jax.Array, rank: int, layout: str, model: str) -> jax.A
 
 def check_token_input(x: jax.Array, model: str) -> jax.Array:
     """Static (trace-safe) rank and dtype check of an int token-id batch ``[B, L]``."""
-    if x.ndim != 2:
-        hint = "add a batch axis with `tokens[None]`" if x.ndim == 1 else "reshape it"
-        raise errors.InputShapeError(
-            f"{model} expects token ids of rank 2 laid out as [B, L], got shape "
-            f"{_shape_str(x.shape)}: {hint}."
-        )
+    _check_rank(x, 2, "[B, L]", model, "token ids", "tokens")
     if not jnp.issubdtype(x.dtype, jnp.integer):
         raise errors.InputDTypeError(
             f"{model} expects integer token ids, got dtype {x.dtype}: pass "
@@ -73,6 +69,33 @@ def check_cam_layer(cam_layer: str, expected: str, model: str) -> None:
         )
 
 
+def check_config(module: nn.Module, num_blocks: int, **per_block: tuple[Sequence, str]) -> None:
+    """The configuration checks every zoo model runs first (they need no input).
+
+    ``module.head`` must be one of :data:`HEADS`, ``module.cam_layer`` must name the last of the
+    ``num_blocks`` blocks, and every ``name=(values, hint)`` of ``per_block`` must give one value
+    per block (``hint`` ends the message, e.g. ``"give one stride per block"``).
+    """
+    model = type(module).__name__
+    check_head(module.head)
+    check_cam_layer(module.cam_layer, f"block{num_blocks}", model)
+    for name, (values, hint) in per_block.items():
+        if len(values) != num_blocks:
+            raise errors.InvalidArgumentError(
+                f"{model}: `{name}` has {len(values)} entries but `widths` has {num_blocks}: "
+                f"{hint}."
+            )
+
+
+def stem(x: jax.Array, features: int) -> jax.Array:
+    """The image stem of ResNet, Inception and DenseNet: ``stem`` (3x3 conv, ReLU), 2x2/2 max-pool.
+
+    Call inside a compact ``__call__``.
+    """
+    x = nn.relu(nn.Conv(features, (3, 3), name="stem")(x))
+    return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
 def classifier_head(
     features: jax.Array, *, head: str, num_classes: int, mlp_features: int
 ) -> jax.Array:
@@ -89,6 +112,14 @@ def classifier_head(
     flat = features.reshape(features.shape[0], -1)
     hidden = nn.relu(nn.Dense(mlp_features, name="fc1")(flat))
     return nn.Dense(num_classes, name="head")(hidden)
+
+
+def apply_head(module: nn.Module, features: jax.Array) -> jax.Array:
+    """:func:`classifier_head` with the ``head``, ``num_classes`` and ``mlp_features`` fields of
+    the zoo model ``module``; call inside its compact ``__call__``."""
+    return classifier_head(
+        features, head=module.head, num_classes=module.num_classes, mlp_features=module.mlp_features
+    )
 
 
 def apply_fn(model: nn.Module) -> ApplyFn:

@@ -73,15 +73,11 @@ class DenseNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        _common.check_head(self.head)
-        _common.check_cam_layer(self.cam_layer, f"block{len(self.block_layers)}", "DenseNet")
+        _common.check_config(self, len(self.block_layers))
         x = _common.check_float_input(x, 4, "[B, H, W, 3]", "DenseNet")
-        x = nn.relu(nn.Conv(2 * self.growth, (3, 3), name="stem")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = _common.stem(x, 2 * self.growth)
         for i, layers in enumerate(self.block_layers):
             if i > 0:
                 x = Transition(x.shape[-1] // 2, name=f"trans{i}")(x)
             x = DenseBlock(layers, self.growth, name=f"block{i + 1}")(x)
-        return _common.classifier_head(
-            x, head=self.head, num_classes=self.num_classes, mlp_features=self.mlp_features
-        )
+        return _common.apply_head(self, x)

@@ -71,15 +71,11 @@ class Inception(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        _common.check_head(self.head)
-        _common.check_cam_layer(self.cam_layer, f"block{len(self.widths)}", "Inception")
+        _common.check_config(self, len(self.widths))
         x = _common.check_float_input(x, 4, "[B, H, W, 3]", "Inception")
-        x = nn.relu(nn.Conv(self.stem_features, (3, 3), name="stem")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = _common.stem(x, self.stem_features)
         for i, width in enumerate(self.widths):
             if i > 0:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
             x = InceptionBlock(width, name=f"block{i + 1}")(x)
-        return _common.classifier_head(
-            x, head=self.head, num_classes=self.num_classes, mlp_features=self.mlp_features
-        )
+        return _common.apply_head(self, x)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from xaijax import errors
 from xaijax.models import _common
 
 
@@ -71,18 +70,11 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        _common.check_head(self.head)
-        _common.check_cam_layer(self.cam_layer, f"block{len(self.widths)}", "ResNet")
-        if len(self.strides) != len(self.widths):
-            raise errors.InvalidArgumentError(
-                f"ResNet: `strides` has {len(self.strides)} entries but `widths` has "
-                f"{len(self.widths)}: give one stride per block."
-            )
+        _common.check_config(
+            self, len(self.widths), strides=(self.strides, "give one stride per block")
+        )
         x = _common.check_float_input(x, 4, "[B, H, W, 3]", "ResNet")
-        x = nn.relu(nn.Conv(self.stem_features, (3, 3), name="stem")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = _common.stem(x, self.stem_features)
         for i, (width, stride) in enumerate(zip(self.widths, self.strides, strict=True)):
             x = Bottleneck(width, stride, name=f"block{i + 1}")(x)
-        return _common.classifier_head(
-            x, head=self.head, num_classes=self.num_classes, mlp_features=self.mlp_features
-        )
+        return _common.apply_head(self, x)

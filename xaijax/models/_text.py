@@ -5,7 +5,6 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from xaijax import errors
 from xaijax.models import _common
 
 
@@ -60,17 +59,13 @@ class Text1D(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        _common.check_head(self.head)
-        _common.check_cam_layer(self.cam_layer, f"block{len(self.widths)}", "Text1D")
-        if len(self.kernel_sizes) != len(self.widths):
-            raise errors.InvalidArgumentError(
-                f"Text1D: `kernel_sizes` has {len(self.kernel_sizes)} entries but `widths` has "
-                f"{len(self.widths)}: give one kernel size per block."
-            )
+        _common.check_config(
+            self,
+            len(self.widths),
+            kernel_sizes=(self.kernel_sizes, "give one kernel size per block"),
+        )
         x = _common.check_token_input(x, "Text1D")
         x = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(x)
         for i, (width, k) in enumerate(zip(self.widths, self.kernel_sizes, strict=True)):
             x = Conv1DBlock(width, k, name=f"block{i + 1}")(x)
-        return _common.classifier_head(
-            x, head=self.head, num_classes=self.num_classes, mlp_features=self.mlp_features
-        )
+        return _common.apply_head(self, x)

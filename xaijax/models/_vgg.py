@@ -56,13 +56,10 @@ class VGG(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        _common.check_head(self.head)
-        _common.check_cam_layer(self.cam_layer, f"block{len(self.widths)}", "VGG")
+        _common.check_config(self, len(self.widths))
         x = _common.check_float_input(x, 4, "[B, H, W, 3]", "VGG")
         for i, width in enumerate(self.widths):
             if i > 0:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
             x = ConvStack(width, self.convs_per_block, name=f"block{i + 1}")(x)
-        return _common.classifier_head(
-            x, head=self.head, num_classes=self.num_classes, mlp_features=self.mlp_features
-        )
+        return _common.apply_head(self, x)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from xaijax import errors
 from xaijax.models import _common
 
 
@@ -85,19 +84,18 @@ class Video3D(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        _common.check_head(self.head)
-        _common.check_cam_layer(self.cam_layer, f"block{len(self.widths)}", "Video3D")
-        if len(self.pool_windows) != len(self.widths):
-            raise errors.InvalidArgumentError(
-                f"Video3D: `pool_windows` has {len(self.pool_windows)} entries but `widths` has "
-                f"{len(self.widths)}: give one (T, H, W) window per block ((1, 1, 1) for none)."
-            )
+        _common.check_config(
+            self,
+            len(self.widths),
+            pool_windows=(
+                self.pool_windows,
+                "give one (T, H, W) window per block ((1, 1, 1) for none)",
+            ),
+        )
         x = _common.check_float_input(x, 5, "[B, T, H, W, 3]", "Video3D")
         x = FrameConv(self.stem_features, strides=self.stem_strides, name="stem")(x)
         for i, (width, window) in enumerate(zip(self.widths, self.pool_windows, strict=True)):
             if tuple(window) != (1, 1, 1):
                 x = nn.max_pool(x, tuple(window), strides=tuple(window))
             x = Conv3DBlock(width, self.convs_per_block, name=f"block{i + 1}")(x)
-        return _common.classifier_head(
-            x, head=self.head, num_classes=self.num_classes, mlp_features=self.mlp_features
-        )
+        return _common.apply_head(self, x)

@@ -9,9 +9,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from xaijax._validation import check_floating, check_key, check_target, check_target_in_range
-from xaijax.segmentation import num_segments as infer_num_segments
-from xaijax.segmentation import segment_sizes, validate_segments
+from xaijax._validation import check_key
 from xaijax.surrogates import _perturb as p
 from xaijax.surrogates._ridge import constrained_least_squares
 from xaijax.typing import ApplyFn
@@ -193,11 +191,7 @@ def kernel_shap(
     def explain(
         params: Any, x, target=None, *, segments, key=None, masks=None
     ) -> KernelShapExplanation:
-        x = check_floating(x, "x", min_rank=3, layout="[B, *spatial, C]")
-        segs = validate_segments(segments, x, num_segments=num_segments)
-        num = infer_num_segments(segs) if num_segments is None else num_segments
-        target = check_target(target, x.shape[0])
-        valid = segment_sizes(segs, num) > 0
+        x, segs, num, target, valid = p.check_inputs(x, target, segments, num_segments)
         if masks is None:
             key = check_key(key)
             masks, weights = _draw(key, valid, num_samples, paired)
@@ -206,10 +200,9 @@ def kernel_shap(
             masks = jnp.broadcast_to(masks, (x.shape[0], *masks.shape[-2:]))
             weights = _kernel_weights(masks, valid)
         p.check_enough_samples(masks.shape[1], valid, "KernelSHAP")
-        target, fill_img, logits = p.prepare(
+        target, fill_img = p.target_and_fill(
             apply_fn, num, fill, blur_sigma, params, x, segs, target
         )
-        check_target_in_range(target, logits.shape[-1])
         full = _anchor(masks)
         y = evaluate(params, x, fill_img, segs, target, full)
         return _solve(full, y, weights, valid)

@@ -10,16 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from xaijax import errors
-from xaijax._validation import (
-    check_choice,
-    check_floating,
-    check_key,
-    check_positive_int,
-    check_target,
-    check_target_in_range,
-)
-from xaijax.segmentation import num_segments as infer_num_segments
-from xaijax.segmentation import segment_sizes, validate_segments
+from xaijax._validation import check_choice, check_key, check_positive_int
 from xaijax.surrogates import _perturb as p
 from xaijax.surrogates._ridge import weighted_r2, weighted_ridge
 from xaijax.typing import ApplyFn
@@ -222,21 +213,16 @@ def lime(
     options = (float(kernel_width), float(alpha), feature_selection, num_features)
 
     def explain(params: Any, x, target=None, *, segments, key=None, masks=None) -> LimeExplanation:
-        x = check_floating(x, "x", min_rank=3, layout="[B, *spatial, C]")
-        segs = validate_segments(segments, x, num_segments=num_segments)
-        num = infer_num_segments(segs) if num_segments is None else num_segments
-        target = check_target(target, x.shape[0])
+        x, segs, num, target, valid = p.check_inputs(x, target, segments, num_segments)
         if masks is None:
             key = check_key(key)
             masks = _draw(key, num_samples, num)
         else:
             masks = p.check_masks(masks, num, x.shape[0])
-        valid = segment_sizes(segs, num) > 0
         p.check_enough_samples(masks.shape[-2], valid, "LIME")
-        target, fill_img, logits = p.prepare(
+        target, fill_img = p.target_and_fill(
             apply_fn, num, fill, blur_sigma, params, x, segs, target
         )
-        check_target_in_range(target, logits.shape[-1])
         full = jnp.broadcast_to(masks, (x.shape[0], *masks.shape[-2:]))
         y = evaluate(params, x, fill_img, segs, target, full)
         return _fit(masks, y, valid, *options)

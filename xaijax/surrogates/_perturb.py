@@ -10,8 +10,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax import errors
-from xaijax._validation import _shape_str, check_choice, check_positive_int, is_concrete
+from xaijax import _filters, errors
+from xaijax._validation import (
+    _shape_str,
+    check_choice,
+    check_floating,
+    check_positive_int,
+    check_target,
+    check_target_in_range,
+    is_concrete,
+)
+from xaijax.segmentation import num_segments as infer_num_segments
+from xaijax.segmentation import segment_sizes, validate_segments
 from xaijax.typing import ApplyFn
 
 OUTPUTS = ("probs", "logits")
@@ -41,21 +51,6 @@ def check_common(num_samples, batch_size, output, blur_sigma) -> tuple[int, int]
     return num_samples, batch_size
 
 
-def _blur_matrix(n: int, sigma: float) -> np.ndarray:
-    """Row-normalised truncated (3 sigma) Gaussian smoothing along an axis of length ``n``."""
-    i = np.arange(n)
-    d = i[:, None] - i[None, :]
-    k = np.exp(-0.5 * (d / sigma) ** 2) * (np.abs(d) <= math.ceil(3 * sigma))
-    return (k / k.sum(1, keepdims=True)).astype(np.float32)
-
-
-def gaussian_blur(x: jax.Array, sigma: float) -> jax.Array:
-    """Blurs ``[B, ..., H, W, C]`` over its two spatial axes ``H`` and ``W`` (each frame alone)."""
-    h, w = x.shape[-3], x.shape[-2]
-    x = jnp.einsum("ij,...jwc->...iwc", jnp.asarray(_blur_matrix(h, sigma)), x)
-    return jnp.einsum("ij,...hjc->...hic", jnp.asarray(_blur_matrix(w, sigma)), x)
-
-
 def fill_image(
     x: jax.Array, segments: jax.Array, num: int, fill="mean", blur_sigma: float = 5.0
 ) -> jax.Array:
@@ -80,8 +75,10 @@ def fill_image(
       Array([[0.5, 0.5],
              [4. , 4. ]], dtype=float32)
     """
-    if fill == "blur":
-        return gaussian_blur(x, blur_sigma)
+    if fill == "blur":  # each frame alone: only the two axes before the channels
+        return _filters.gaussian_blur(
+            x, blur_sigma, axes=(x.ndim - 3, x.ndim - 2), border="renormalise"
+        )
     if fill != "mean":
         return jnp.full_like(x, fill)
     b, c = x.shape[0], x.shape[-1]
@@ -210,3 +207,26 @@ def prepare(apply_fn: ApplyFn, num: int, fill, blur_sigma: float, params, x, seg
     if target is None:
         target = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     return target, fill_image(x, segments, num, fill, blur_sigma), logits
+
+
+def check_inputs(x, target, segments, num_segments: int | None):
+    """The per-call checks LIME and KernelSHAP share.
+
+    Returns:
+      ``(x, segments, num, target, valid)``: the checked batch ``[B, *spatial, C]``, the segment
+      maps ``[B, *spatial]``, the static number of segments, ``target`` ``[B]`` or ``None`` and
+      ``valid`` ``[B, num]`` (the segments that are not empty).
+    """
+    x = check_floating(x, "x", min_rank=3, layout="[B, *spatial, C]")
+    segs = validate_segments(segments, x, num_segments=num_segments)
+    num = infer_num_segments(segs) if num_segments is None else num_segments
+    target = check_target(target, x.shape[0])
+    valid = segment_sizes(segs, num) > 0
+    return x, segs, num, target, valid
+
+
+def target_and_fill(apply_fn: ApplyFn, num: int, fill, blur_sigma: float, params, x, segs, target):
+    """:func:`prepare` plus the range check of ``target``: ``(target, fill image)``."""
+    target, fill_img, logits = prepare(apply_fn, num, fill, blur_sigma, params, x, segs, target)
+    check_target_in_range(target, logits.shape[-1])
+    return target, fill_img

@@ -150,6 +150,28 @@ def balanced_labels(rng: np.random.Generator, num_classes: int, n: int) -> np.nd
     return np.argsort(rng.random((blocks, num_classes)), axis=1).ravel()[:n].astype(np.int32)
 
 
+def sample_distractors(
+    rng: np.random.Generator, n: int, count: int, size: int, half_range: tuple[float, float]
+) -> Params:
+    """Shape, colour, centre, half-size (a ``half_range`` fraction of ``size``) and angle of
+    ``count`` distractors in each of ``n`` examples, drawn from ``rng`` in that order."""
+    shape = rng.integers(0, len(SHAPE_NAMES), size=(n, count))
+    color = rng.integers(0, len(DISTRACTOR_PALETTE), size=(n, count))
+    pos = rng.random((n, count, 2)) * size
+    half = rng.uniform(half_range[0], half_range[1], size=(n, count)) * size
+    ang = rng.uniform(0.0, 2.0 * np.pi, size=(n, count))
+    f32 = np.float32
+    return {
+        "d_shape": shape.astype(np.int8),
+        "d_color": DISTRACTOR_PALETTE[color],
+        "d_cy": pos[..., 0].astype(f32),
+        "d_cx": pos[..., 1].astype(f32),
+        "d_half": half.astype(f32),
+        "d_cos": np.cos(ang).astype(f32),
+        "d_sin": np.sin(ang).astype(f32),
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # Rasterisation (element-wise arithmetic only; see the module docstring).
 # --------------------------------------------------------------------------------------------

@@ -205,11 +205,6 @@ def sample_params(rng: np.random.Generator, cfg: ImageConfig, split: str, n: int
     level = r_bg.uniform(0.35, 0.6, size=n)
     grid = r_bg.uniform(-1.0, 1.0, size=(n, 3, 5, 5)) * 0.07
     grating_phase = r_bg.random(n)
-    d_shape = r_dist.integers(0, len(c.SHAPE_NAMES), size=(n, D))
-    d_color = r_dist.integers(0, len(c.DISTRACTOR_PALETTE), size=(n, D))
-    d_pos = r_dist.random((n, D, 2)) * S
-    d_half = r_dist.uniform(0.05, 0.09, size=(n, D)) * S
-    d_ang = r_dist.uniform(0.0, 2.0 * np.pi, size=(n, D))
     split_axis = r_layout.integers(0, 2, size=n)
     side = r_layout.integers(0, 2, size=n)
 
@@ -244,13 +239,7 @@ def sample_params(rng: np.random.Generator, cfg: ImageConfig, split: str, n: int
         "bg_grid": grid.astype(f32),
         "grating_dir": direction[pattern],
         "grating_phase": grating_phase.astype(f32),
-        "d_shape": d_shape.astype(np.int8),
-        "d_color": c.DISTRACTOR_PALETTE[d_color],
-        "d_cy": d_pos[..., 0].astype(f32),
-        "d_cx": d_pos[..., 1].astype(f32),
-        "d_half": d_half.astype(f32),
-        "d_cos": np.cos(d_ang).astype(f32),
-        "d_sin": np.sin(d_ang).astype(f32),
+        **c.sample_distractors(r_dist, n, D, S, (0.05, 0.09)),
     }
     params.update({f"o1_{k}": v for k, v in obj1.items()})
     if cfg.two_objects:

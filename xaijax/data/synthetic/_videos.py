@@ -37,11 +37,6 @@ def sample_params(rng: np.random.Generator, cfg, split: str, n: int):
     level = r_bg.uniform(0.35, 0.6, size=n)
     tint = r_bg.uniform(-0.05, 0.05, size=(n, 3))
     grid = r_bg.uniform(-1.0, 1.0, size=(n, 3, 4, 4)) * 0.08
-    d_shape = r_dist.integers(0, len(c.SHAPE_NAMES), size=(n, D))
-    d_color = r_dist.integers(0, len(c.DISTRACTOR_PALETTE), size=(n, D))
-    d_pos = r_dist.random((n, D, 2)) * S
-    d_half = r_dist.uniform(0.06, 0.1, size=(n, D)) * S
-    d_ang = r_dist.uniform(0.0, 2.0 * np.pi, size=(n, D))
     body_color = r_obj.integers(0, len(c.PALETTE), size=n)
     head_color = (body_color + 1 + r_obj.integers(0, len(c.PALETTE) - 1, size=n)) % len(c.PALETTE)
     half = r_obj.uniform(0.15, 0.19, size=n) * S
@@ -85,13 +80,7 @@ def sample_params(rng: np.random.Generator, cfg, split: str, n: int):
         "label": label,
         "bg_color": (level[:, None] + tint).astype(f32),
         "bg_grid": grid.astype(f32),
-        "d_shape": d_shape.astype(np.int8),
-        "d_color": c.DISTRACTOR_PALETTE[d_color],
-        "d_cy": d_pos[..., 0].astype(f32),
-        "d_cx": d_pos[..., 1].astype(f32),
-        "d_half": d_half.astype(f32),
-        "d_cos": np.cos(d_ang).astype(f32),
-        "d_sin": np.sin(d_ang).astype(f32),
+        **c.sample_distractors(r_dist, n, D, S, (0.06, 0.1)),
         "body_color": c.PALETTE[body_color],
         "head_color": c.PALETTE[head_color],
         "cy": cy.astype(f32),

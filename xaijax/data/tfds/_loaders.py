@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from xaijax import errors
+from xaijax._validation import check_choice, check_positive_int
 
 #: Supported datasets and the kind of examples they give.
 DATASETS = {
@@ -227,27 +228,20 @@ class TfdsSource:
         return [self[i] for i in indices]
 
 
-def _positive(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
-        raise errors.InvalidArgumentError(f"`{name}` must be a positive integer, got {value!r}.")
-    return int(value)
-
-
 def _transform_for(kind, *, image_size, crop, num_frames, seq_len, vocab_size, vocab, default):
     if kind not in ("image", "video", "text"):
         raise errors.InvalidArgumentError(
             f"`kind` must be 'image', 'video' or 'text', got {kind!r}."
         )
-    if crop not in CROPS:
-        raise errors.InvalidArgumentError(f"`crop` must be one of {list(CROPS)}, got {crop!r}.")
-    size = _positive(default if image_size is None else image_size, "image_size")
+    check_choice(crop, "crop", CROPS)
+    size = check_positive_int(default if image_size is None else image_size, "image_size")
     if kind == "image":
         return functools.partial(_image_example, size=size, crop=crop)
     if kind == "video":
-        frames = _positive(num_frames, "num_frames")
+        frames = check_positive_int(num_frames, "num_frames")
         return functools.partial(_video_example, size=size, crop=crop, num_frames=frames)
-    seq_len = _positive(seq_len, "seq_len")
-    vocab_size = _positive(vocab_size, "vocab_size")
+    seq_len = check_positive_int(seq_len, "seq_len")
+    vocab_size = check_positive_int(vocab_size, "vocab_size")
     if vocab_size < 3:
         raise errors.InvalidArgumentError(
             f"`vocab_size` must be >= 3 (0 = padding, 1 = unknown), got {vocab_size}."
