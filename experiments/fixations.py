@@ -9,6 +9,7 @@ Command::
 
     .venv/bin/python experiments/fixations.py                     # all six models
     .venv/bin/python experiments/fixations.py --models vgg,resnet --num 32
+    .venv/bin/python experiments/fixations.py --models resnet,densenet --merge  # rerun two rows
 
 Runtime: about 30 minutes on the project's shared 2-core CPU VM on a first run, most of it
 training the six zoo models (``training.train_or_restore`` caches them in ``out/checkpoints``;
@@ -57,6 +58,14 @@ MAKE = {
     "text": synthetic.make_texts,
 }
 MASK_KEY = {"image": "object_mask", "video": "object_mask", "text": "span_mask"}
+
+# Rule variants evaluated beside the default (the authors' rules), per image model: ";"-separated
+# entries of ","-separated option=value (see xaijax.fixations.fixations). Chosen by the sweep
+# reported in experiments/results/fixations.md; the default is never switched.
+VARIANTS: dict[str, str] = {
+    "resnet": "conv_position=argmax_contribution,residual=both",
+    "densenet": "conv_position=argmax_contribution",
+}
 
 
 def timed(fn, *args, repeats: int = 3) -> float:
@@ -108,7 +117,18 @@ def pointing(saliency: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return mask.reshape(mask.shape[0], -1)[np.arange(len(best)), best]
 
 
-def evaluate(name: str, model, params, num: int, rows: list, timing: list, two: list, figs: dict):
+def evaluate(
+    name: str,
+    model,
+    params,
+    num: int,
+    rows: list,
+    timing: list,
+    two: list,
+    figs: dict,
+    variants: dict[str, dict] | None = None,
+):
+    variants = variants or {}
     task = ZOO[name]["task"]
     key = INPUT_KEY[task]
     data = MAKE[task](num, seed=0, split="test")
@@ -127,6 +147,10 @@ def evaluate(name: str, model, params, num: int, rows: list, timing: list, two: 
     sigma = 1.0 if task == "text" else None  # the image blur (k / 10.45) would smear tokens
     gcam = attribution.grad_cam(model, model.cam_layer)
     methods = {"CNN Fixations": explain_fix}
+    for label, options in variants.items():  # documented rule variants, beside the default
+        methods[f"CNN Fixations [{label}]"] = fx.fixations(
+            apply_fn, channel_reduction="count", **options
+        )
     if task != "text":  # gradients of integer token ids do not exist
         grad = attribution.gradient(apply_fn)
         methods["gradient"] = lambda p, x, t: jnp.abs(grad(p, x, t)).sum(-1)
@@ -139,11 +163,15 @@ def evaluate(name: str, model, params, num: int, rows: list, timing: list, two: 
         run = jax.jit(explainer)
         seconds = timed(run, params, x, pred)
         out = np.asarray(run(params, x, pred))
-        if method == "CNN Fixations":
+        is_fix = method.startswith("CNN Fixations")
+        if is_fix:
             counts = out
             sal = np.asarray(fx.heatmap(counts, sigma=sigma))
             share = in_mask_share(counts, mask)
-            figs[name] = dict(x=np.asarray(x[:4]), counts=counts[:4], heat=sal[:4], mask=mask[:4])
+            if method == "CNN Fixations":
+                figs[name] = dict(
+                    x=np.asarray(x[:4]), counts=counts[:4], heat=sal[:4], mask=mask[:4]
+                )
         else:
             sal = out
             share = in_mask_share(sal, mask)
@@ -163,7 +191,7 @@ def evaluate(name: str, model, params, num: int, rows: list, timing: list, two: 
         )
         if image:
             gt_box = np.asarray(data["box"])
-            if method == "CNN Fixations":
+            if is_fix:
                 for rule in ("points", "heatmap"):
                     b = np.asarray(fx.boxes(counts, rule=rule))
                     hit = np.asarray(metrics.box_iou(b, gt_box)) >= 0.5
@@ -174,10 +202,11 @@ def evaluate(name: str, model, params, num: int, rows: list, timing: list, two: 
             auc = metrics.deletion_auc(apply_fn, params, x, jnp.asarray(sal, jnp.float32), pred)
             row["deletion"] = float(np.asarray(auc).mean())
         rows.append(row)
-        if method == "CNN Fixations":
+        if is_fix:
             timing.append(
                 dict(
                     model=name,
+                    method=method,
                     fixations_ms=1e3 * seconds / num,
                     forward_ms=1e3 * t_fwd / num,
                     ratio=seconds / t_fwd,
@@ -267,14 +296,33 @@ def to_markdown(rows, timing, two, trained, argv, num, total_s) -> str:
         lines.append(
             f"| {name} | {f['pointing']:.3f} | {g['pointing']:.3f} | {'yes' if ok else 'NO'} |"
         )
+    variant_rows = [r for r in rows if r["method"].startswith("CNN Fixations [")]
+    if variant_rows:
+        lines += [
+            "",
+            "Rule variants (documented options of `xaijax.fixations.fixations`, papers.md 6(f); "
+            "the default stays the authors' rules):",
+            "",
+            "| model | variant | pointing: variant | pointing: Grad-CAM | met |",
+            "|---|---|---:|---:|---|",
+        ]
+        for v in variant_rows:
+            g = next(r for r in rows if r["model"] == v["model"] and r["method"] == "Grad-CAM")
+            ok = v["pointing"] >= g["pointing"]
+            label = v["method"][len("CNN Fixations [") : -1]
+            lines.append(
+                f"| {v['model']} | {label} | {v['pointing']:.3f} | {g['pointing']:.3f} | "
+                f"{'yes' if ok else 'NO'} |"
+            )
     lines += [
         "",
         "| model | CNN Fixations ms / example | forward ms / example | cost / forward | <= 3x |",
         "|---|---:|---:|---:|---|",
     ]
     for t in timing:
+        label = t["model"] + t["method"][len("CNN Fixations") :]
         lines.append(
-            f"| {t['model']} | {t['fixations_ms']:.2f} | {t['forward_ms']:.2f} | "
+            f"| {label} | {t['fixations_ms']:.2f} | {t['forward_ms']:.2f} | "
             f"{t['ratio']:.1f}x | {'yes' if t['ratio'] <= 3 else 'NO'} |"
         )
     if two:
@@ -373,27 +421,110 @@ def figure(figs: dict, path: str) -> None:
     ).save(path)
 
 
+def parse_variants(spec: str) -> dict[str, dict[str, str]]:
+    """``"sum_pool=positive;conv_position=center,residual=both"`` -> {label: options}."""
+    out = {}
+    for entry in [e.strip() for e in spec.split(";") if e.strip()]:
+        options = {}
+        for item in entry.split(","):
+            key, _, value = item.partition("=")
+            options[key.strip()] = value.strip()
+        out[entry] = options
+    return out
+
+
+def _table_kind(header: str) -> str:
+    for key in ("method", "variant", "cost / forward", "top-2", "pointing"):
+        if key in header:
+            return key
+    return header
+
+
+def _row_model(line: str) -> str:
+    return line.strip("| ").split(" ")[0].split("|")[0].strip()
+
+
+def merge_markdown(old: str, new: str, rerun: set[str]) -> str:
+    """``new`` with the table rows of ``old`` for models not in ``rerun`` put back (zoo order)."""
+
+    def tables(text: str) -> dict[str, list[str]]:
+        lines, out = text.splitlines(), {}
+        for i, line in enumerate(lines[:-1]):
+            if line.startswith("| model") and lines[i + 1].startswith("|---"):
+                rows = []
+                for row in lines[i + 2 :]:
+                    if not row.startswith("|"):
+                        break
+                    rows.append(row)
+                out[_table_kind(line)] = rows
+        return out
+
+    old_rows = tables(old)
+    order = {n: i for i, n in enumerate(ZOO)}
+    lines, out, i = new.splitlines(), [], 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("| model") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            j = i + 2
+            while j < len(lines) and lines[j].startswith("|"):
+                j += 1
+            kept = [r for r in old_rows.get(_table_kind(line), []) if _row_model(r) not in rerun]
+            merged = sorted(lines[i + 2 : j] + kept, key=lambda r: order.get(_row_model(r), 99))
+            out += [line, lines[i + 1], *merged]
+            i = j
+        else:
+            out.append(line)
+            i += 1
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(ZOO), help="comma-separated zoo names")
     parser.add_argument("--num", type=int, default=64, help="test examples per model")
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help="rule variants reported beside the default, ';'-separated, each a ','-separated "
+        "list of option=value (default: VARIANTS, per image model)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of the models not run from the existing results file",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not write the results")
     parser.add_argument("--quick", action="store_true", help="smoke test: barely trained models")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     rows, timing, two, figs, trained = [], [], [], {}, {}
-    for name in [n for n in args.models.split(",") if n]:
+    names = [n for n in args.models.split(",") if n]
+    for name in names:
         model, params, seconds = train_model(name, ZOO[name], quick=args.quick)
         trained[name] = seconds
         print(f"{name}: model ready in {seconds:.0f} s", flush=True)
-        evaluate(name, model, params, args.num, rows, timing, two, figs)
+        spec = args.variants if args.variants is not None else VARIANTS.get(name, "")
+        variants = parse_variants(spec) if ZOO[name]["task"] == "image" else {}
+        evaluate(name, model, params, args.num, rows, timing, two, figs, variants)
     table = to_markdown(rows, timing, two, trained, argv, args.num, time.perf_counter() - t0)
+    if args.merge and os.path.exists(RESULTS_MD):
+        with open(RESULTS_MD) as f:
+            old = f.read()
+        previous = [ln for ln in old.splitlines() if ln.startswith(("Command:", "Date:"))]
+        note = (
+            f"Merged: the rows of {', '.join(names)} come from this command; the rows of the "
+            "other models were kept from the previous file, whose header read: "
+            + " ".join(ln.rstrip() for ln in previous)
+        )
+        table = merge_markdown(old, table, set(names))
+        table = table.replace("\n\n## Localisation", f"\n\n{note}\n\n## Localisation", 1)
     print(table)
     if not args.no_write:
         os.makedirs(os.path.dirname(RESULTS_MD), exist_ok=True)
         with open(RESULTS_MD, "w") as f:
             f.write(table)
-        figure(figs, RESULTS_PNG)
+        if not args.merge or {"vgg", "resnet", "inception", "densenet"} <= set(names):
+            figure(figs, RESULTS_PNG)  # a partial merged run keeps the previous figure
     return 0
 
 

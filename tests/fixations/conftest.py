@@ -190,8 +190,10 @@ def ref_conv(x, w, om, strides, padding, rhs_dil, lhs_dil, groups, position):
                     opos, strides, ks, rhs_dil, padding, lhs_dil, spatial, strict=True
                 )
             )
-        else:  # PyTorch port: arg-max contribution inside the window, real elements only
-            per = contrib[..., cstar].copy()
+        else:  # arg-max contribution (PyTorch port) or activation (authors' ResNet) inside
+            # the window, real elements only
+            score = contrib if position == "argmax_contribution" else window
+            per = score[..., cstar].copy()
             for j in itertools.product(*[range(k) for k in ks]):
                 q = [
                     p * s + jj * rd for p, s, jj, rd in zip(opos, strides, j, rhs_dil, strict=True)
@@ -466,7 +468,10 @@ def ref_walk(apply_fn, params, x1, target=None, options=None):
         ]
         ins = [read(values, i) for i in st.inputs]
         flat = [isinstance(i, int) and prog.flattened[i] for i in st.inputs]
-        res = _ref_rule(st.primitive.name, ins, oms, dep, st.params, flat, options)
+        opts = options
+        if options.conv_position == "official" and any(prog.residual_branch[o] for o in st.outputs):
+            opts = options._replace(conv_position="argmax_activation")  # authors' ResNet rule
+        res = _ref_rule(st.primitive.name, ins, oms, dep, st.params, flat, opts)
         for ref_, d, m in zip(st.inputs, dep, res, strict=True):
             if d and m is not None:
                 m = np.broadcast_to(m, values[ref_].shape) if m.shape != values[ref_].shape else m

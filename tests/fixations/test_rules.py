@@ -113,7 +113,7 @@ def test_conv_matches_reference(apply_rule, ref, rng, case):
 
     out_shape = jax.eval_shape(conv, x, w).shape
     om = random_mask(rng, out_shape, 0.3)
-    positions = ["official", "center", "argmax_contribution"]
+    positions = ["official", "center", "argmax_contribution", "argmax_activation"]
     results, _ = apply_rule(
         conv,
         (x, w),

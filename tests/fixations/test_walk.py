@@ -126,7 +126,9 @@ def test_residual_block_matches_reference(ref, init, residual):
             m_skip, m_res = m & (h >= r), m & (h < r)
         else:
             m_skip, m_res = m, m
-        m_h = m_skip | ref.conv(h, w2, m_res, (1, 1), SAME3, (1, 1), (1, 1), 1, "official")
+        # c2 lies inside the residual branch: the authors' ResNet rule (6(b).6) moves to the
+        # largest activation of the chosen channel in the window, not to the window centre.
+        m_h = m_skip | ref.conv(h, w2, m_res, (1, 1), SAME3, (1, 1), (1, 1), 1, "argmax_activation")
         expected = ref.conv(xi, w1, m_h, (1, 1), SAME3, (1, 1), (1, 1), 1, "official")
         np.testing.assert_array_equal(got[b], expected.any(-1))
 

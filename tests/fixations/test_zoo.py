@@ -117,3 +117,22 @@ def test_two_objects_each_class_fixates_its_own_object():
         m = np.asarray(explain(params, x, jnp.full((3,), cls)))
         assert m.any(axis=(1, 2)).all()
         assert not (m & ~masks[:, cls]).any(), f"class {cls} fixated outside its object"
+
+
+def test_convolutions_inside_residual_branches_are_found(init):
+    """The authors' ResNet rule applies to the convolutions between a block's fork and its
+    ``add`` (both shortcut kinds), and to no other: the stem is outside every branch."""
+    import jax
+
+    from xaijax.fixations import _walk
+
+    model, params, x = zoo_case("resnet", init, batch=1)
+    example = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
+    program = _walk._trace(models.apply_fn(model), params, example)
+    convs = [s for s in program.steps if s.primitive.name == "conv_general_dilated"]
+    flags = [program.residual_branch[s.outputs[0]] for s in convs]
+    # stem, then per block conv1, conv2, conv3 and the projection shortcut.
+    assert flags == [False] + [True] * 8
+    vgg, vgg_params, vgg_x = zoo_case("vgg", init, batch=1)
+    plain = _walk._trace(models.apply_fn(vgg), vgg_params, vgg_x)
+    assert not any(plain.residual_branch)

@@ -98,6 +98,10 @@ class Program:
       flattened: per id, whether the value is a feature volume flattened to fewer axes (the
         ``x.reshape(B, -1)`` before a dense layer), which selects the paper's
         "fully connected layer on a spatial volume" rule.
+      residual_branch: per id, whether the value lies inside a residual branch: it feeds one
+        operand of a residual junction (an ``add`` or ``sub`` of two input-dependent feature
+        maps) but not the other one, as the convolutions between a ResNet block's fork and
+        its ``add`` do (the identity or projection shortcut is the other branch).
     """
 
     steps: list[Step]
@@ -109,6 +113,7 @@ class Program:
     dependent: list[bool]
     statistic: list[bool]
     flattened: list[bool]
+    residual_branch: list[bool] = dataclasses.field(default_factory=list)
 
 
 def _sub_jaxpr(step_params: dict[str, Any]):
@@ -217,4 +222,46 @@ def build_program(closed: jex_core.ClosedJaxpr) -> Program:
         dependent=dependent,
         statistic=statistic,
         flattened=flattened,
+        residual_branch=_residual_branches(b.steps, n, dependent, statistic),
     )
+
+
+def _residual_branches(
+    steps: list[Step], n: int, dependent: list[bool], statistic: list[bool]
+) -> list[bool]:
+    """Per id: inside a residual branch (see :class:`Program`).
+
+    For every junction (``add``/``sub`` of two input-dependent operands, neither a broadcast
+    statistic), the input-dependent ancestors of each operand (the operand included) are
+    collected; the values that are ancestors of exactly one operand form the two branches.
+    """
+    producer: dict[int, Step] = {}
+    for step in steps:
+        for o in step.outputs:
+            producer[o] = step
+
+    def ancestors(v: int) -> set[int]:
+        seen: set[int] = set()
+        stack = [v]
+        while stack:
+            u = stack.pop()
+            if u in seen or not dependent[u]:
+                continue
+            seen.add(u)
+            step = producer.get(u)
+            if step is not None:
+                stack.extend(i for i in step.inputs if isinstance(i, int))
+        return seen
+
+    branch = [False] * n
+    for step in steps:
+        if step.primitive.name not in ("add", "sub", "add_any") or len(step.inputs) != 2:
+            continue
+        a, b = step.inputs
+        if not (isinstance(a, int) and isinstance(b, int) and dependent[a] and dependent[b]):
+            continue
+        if statistic[a] or statistic[b]:
+            continue
+        for v in ancestors(a) ^ ancestors(b):
+            branch[v] = True
+    return branch

@@ -27,7 +27,7 @@ from xaijax import errors
 from xaijax.fixations import _windows
 from xaijax.typing import Array
 
-CONV_POSITIONS = ("official", "center", "argmax_contribution")
+CONV_POSITIONS = ("official", "center", "argmax_contribution", "argmax_activation")
 DENSE_VOLUME = ("argmax", "positive")
 SUM_POOL = ("argmax", "positive")
 RESIDUAL = ("larger", "both")
@@ -41,9 +41,14 @@ class Options(NamedTuple):
         ``c*`` of largest summed contribution is chosen. ``"official"`` (the authors' code):
         ``(c*, S*y, S*x)``, the window's top-left corner in padded coordinates read as an input
         position: the window centre for symmetric "same" padding, its corner without padding
-        (clipped into the input); ``"center"``: the window centre in input coordinates;
-        ``"argmax_contribution"`` (PyTorch port): the position of largest contribution
-        ``x * w`` inside the window (padding excluded), in channel ``c*``.
+        (clipped into the input); except for a convolution inside a residual branch (between
+        the fork and the ``add`` of a residual junction), where the authors' ResNet code
+        (``papers.md`` 6(b).6, 6(f).4) moves to the largest *activation* of channel ``c*`` in
+        the window, as ``"argmax_activation"`` does. ``"center"``: the window centre in input
+        coordinates; ``"argmax_contribution"`` (PyTorch port): the position of largest
+        contribution ``x * w`` inside the window (padding excluded), in channel ``c*``;
+        ``"argmax_activation"``: the position of largest activation ``x`` inside the window
+        (padding excluded), in channel ``c*``, for every convolution.
       dense_volume: a dense layer applied to a flattened spatial volume keeps, per discriminative
         output, the single position of largest contribution (``"argmax"``, authors) or every
         position of positive contribution (``"positive"``, PyTorch port). On a plain vector the
@@ -84,6 +89,9 @@ class Equation(NamedTuple):
       out_bounds: per output, a static upper bound on the number of True entries of its mask
         (``None``: unknown). Convolution and pooling rules use it to work on a compact list of
         the discriminative neurons instead of the dense mask.
+      residual_branch: whether the equation lies inside a residual branch (its output feeds
+        one operand of a residual junction but not the other); the authors' ResNet rule moves
+        the convolutions there to the largest activation (``conv_position="official"``).
     """
 
     primitive: str
@@ -95,6 +103,7 @@ class Equation(NamedTuple):
     flattened: tuple[bool, ...]
     options: Options
     out_bounds: tuple[int, ...] | None = None
+    residual_branch: bool = False
 
 
 #: A rule: ``rule(eqn, out_masks) -> one mask (bool, operand's shape) or None per operand``.
@@ -278,17 +287,26 @@ def _rank(v: Array) -> Array:
 
 
 def _first_true(v: Array, k: int) -> Array:
-    """Indices of the first ``k`` True entries of a 1-D mask, padded with ``len(v)``."""
+    """Indices of the first ``k`` True entries of a 1-D mask, padded with ``len(v)``.
+
+    The ``j``-th True entry (``j`` from 1) sits at the number of entries whose running count is
+    below ``j``; the running count never decreases, so a binary search over it finds all ``k``
+    indices with ``log2(len(v))`` gathers of ``k`` elements (a scatter of ``len(v)`` updates, the
+    direct way, is much slower on CPU, above all under ``vmap``).
+    """
     n = v.shape[0]
+    if n == 0:
+        return jnp.zeros((k,), jnp.int32)
     rank = _rank(v)
-    slot = _select(v & (rank <= k), rank - 1, k).reshape(-1, 1)
-    dn = lax.ScatterDimensionNumbers(
-        update_window_dims=(), inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0,)
-    )
-    out = jnp.full((k + 1,), n, jnp.int32)
-    # Distinct True entries have distinct slots; all others write the spare slot k.
-    out = lax.scatter(out, slot, jnp.arange(n, dtype=jnp.int32), dn)
-    return out[:k]
+    query = jnp.arange(1, k + 1, dtype=jnp.int32)
+    found = jnp.zeros((k,), jnp.int32)  # entries known to have a running count below query
+    step = 1 << (n.bit_length() - 1)
+    while step:
+        cand = found + step
+        below = _take_rows(rank, jnp.minimum(cand, n) - 1) < query
+        found = lax.select((cand <= n) & below, cand, found)
+        step //= 2
+    return found
 
 
 def _compact(mask: Array, capacity: int) -> tuple[Array, Array, Array]:
@@ -311,6 +329,13 @@ def _compact(mask: Array, capacity: int) -> tuple[Array, Array, Array]:
     flat = _select(valid, flat, 0)
     row = _take_rows(rows, _div(flat, length))
     return _select(valid, row, 0), _rem(flat, length), valid
+
+
+def _pick(a: Array, index: Array) -> Array:
+    """``a[..., index]`` along the last axis, ``index`` of ``a.shape[:-1]`` (or broadcastable);
+    a one-hot reduction: a batched ``take_along_axis`` gather is slow on CPU under ``vmap``."""
+    hit = _one_hot(index, a.shape[-1])
+    return jnp.sum(jnp.where(hit, a, jnp.zeros((), a.dtype)), axis=-1)
 
 
 def _unravel(index: Array, shape: Sequence[int]) -> list[Array]:
@@ -695,7 +720,7 @@ def reduce_window(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | N
             m = _mark(x.size, flat, ok[:, None] & valid & (vals > 0))
         else:
             best = jnp.argmax(jnp.where(valid, vals, _lowest(vals.dtype)), axis=1)
-            index = jnp.take_along_axis(flat, best[:, None], axis=1)[:, 0]
+            index = _pick(flat, best)
             m = _mark(x.size, index, ok & jnp.any(valid, axis=1))
         return _only_first(eqn, m.reshape(x.shape))
     vals = _windows.window_values(x, *geometry, fill=_lowest(x.dtype))  # [K, *O]
@@ -809,10 +834,11 @@ def _conv_sparse(
     contrib = window * weights
     cstar = jnp.argmax(jnp.sum(contrib, axis=1), axis=1)  # [N]
     strides_in = np.cumprod((1,) + tuple(spatial[::-1]))[:-1][::-1]
-    if position == "argmax_contribution":
-        per_k = jnp.take_along_axis(contrib, cstar[:, None, None], axis=2)[..., 0]  # [N, K]
+    if position in ("argmax_contribution", "argmax_activation"):
+        score = contrib if position == "argmax_contribution" else window
+        per_k = _pick(score, cstar[:, None])  # [N, K]
         best = jnp.argmax(jnp.where(valid, per_k, -jnp.inf), axis=1)
-        where = jnp.take_along_axis(flat, best[:, None], axis=1)[:, 0]
+        where = _pick(flat, best)
         ok = ok & jnp.any(valid, axis=1)
     else:
         where = jnp.zeros_like(pos)
@@ -868,7 +894,7 @@ def _conv_one(
     contrib = contrib.reshape(p, g, cg, og)
     cstar = jnp.argmax(contrib, axis=2)  # [P, G, O/G]: channel of largest summed contribution
     keep = om.reshape(p, g, og)
-    if position == "argmax_contribution":
+    if position in ("argmax_contribution", "argmax_activation"):
         index, valid, _ = _windows.window_indices(
             spatial, kshape, strides, padding, lhs_dilation, rhs_dilation
         )
@@ -880,7 +906,9 @@ def _conv_one(
         gi = jnp.arange(g)[None, None, :, None]
         di = jnp.arange(og)[None, None, None, :]
         cs = cstar[:, None, :, :]
-        per_k = patches[pi, ki, gi, cs] * wk[ki, cs, gi, di]  # [P, K, G, O/G]
+        per_k = patches[pi, ki, gi, cs]  # [P, K, G, O/G]
+        if position == "argmax_contribution":
+            per_k = per_k * wk[ki, cs, gi, di]
         per_k = jnp.where(valid[:, :, None, None], per_k, -jnp.inf)
         best = jnp.argmax(per_k, axis=1)
         where = jnp.take_along_axis(jnp.asarray(index), best.reshape(p, g * og), axis=1)
@@ -932,6 +960,8 @@ def conv_general_dilated(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Ar
         rhs_dilation=tuple(p["rhs_dilation"] or (1,) * d),
         position=eqn.options.conv_position,
     )
+    if geometry["position"] == "official" and eqn.residual_branch:
+        geometry["position"] = "argmax_activation"  # the authors' ResNet rule, 6(b).6
     mask = out_masks[0]
     capacity = eqn.out_bounds[0] if eqn.out_bounds else mask.size
     per_output = _size(rhs.shape) // max(1, rhs.shape[dn.rhs_spec[0]])  # K * C_in / G

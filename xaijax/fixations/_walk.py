@@ -114,6 +114,7 @@ def _walk(
             out_bounds=tuple(
                 min(_numel(values[o]), bounds.get(o, 0), frontier) for o in step.outputs
             ),
+            residual_branch=any(program.residual_branch[o] for o in step.outputs),
         )
         in_masks = list(_rules.lookup(name)(eqn, out_masks))
         if len(in_masks) != len(step.inputs):
@@ -166,9 +167,10 @@ def fixations(
     Starting from the target class logit, the forward pass is unravelled layer by layer: a dense
     layer keeps the inputs of positive contribution ``a * w``, a convolution the input channel of
     largest summed contribution over its window, max pooling the arg-max of the window, a
-    residual junction the branch of larger value, a concatenation the branch that owns the
-    channel; activations and affine normalisation pass through. What survives at the input are
-    the *fixations*.
+    residual junction the branch of larger value (inside a residual branch, a convolution moves
+    to the largest activation of the chosen channel in its window, as the authors' ResNet code
+    does), a concatenation the branch that owns the channel; activations and affine
+    normalisation pass through. What survives at the input are the *fixations*.
 
     The model is traced to a jaxpr for one example (``jax.make_jaxpr``) and the jaxpr is walked
     backwards with one rule per primitive (see :func:`register_rule`), carrying the
@@ -188,8 +190,8 @@ def fixations(
       variant: ``"official"`` (the authors' code ``val-iisc/cnn-fixations``) or ``"pytorch"``
         (the PyTorch port's choices: ``conv_position="argmax_contribution"``,
         ``dense_volume="positive"``); the four options below override single choices.
-      conv_position: ``"official"`` | ``"center"`` | ``"argmax_contribution"``, see
-        :class:`Options`.
+      conv_position: ``"official"`` | ``"center"`` | ``"argmax_contribution"`` |
+        ``"argmax_activation"``, see :class:`Options`.
       dense_volume: ``"argmax"`` | ``"positive"``: dense layer on a flattened volume.
       sum_pool: ``"argmax"`` | ``"positive"``: average and global average pooling.
       residual: ``"larger"`` | ``"both"``: residual junctions.
