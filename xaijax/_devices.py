@@ -1,8 +1,8 @@
 """Data parallelism over the host's CPU cores, on by default.
 
-XLA:CPU runs one device's convolutions on one core (measured on the project's 2-core machine:
-the same forward pass takes 119 ms pinned to one core and 116 ms with two), so a batch on one
-CPU device leaves the other cores idle. xaijax therefore gives JAX one CPU device per core when
+XLA:CPU runs one device's convolutions on one core (on the project's 2-core machine, pinning
+the process to one core did not slow a CNN's forward pass), so a batch on one CPU device leaves
+the other cores idle. xaijax therefore gives JAX one CPU device per core when
 it is imported before any JAX computation has run, and the attribution explainers place a
 concrete input batch over those devices (``NamedSharding`` on the batch axis, parameters
 replicated) before calling their jitted kernels. The kernels hold no cross-example operation, so
