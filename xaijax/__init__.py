@@ -2,7 +2,7 @@
 
 from xaijax import _devices
 
-_devices.configure_cpu_devices()  # one CPU device per core, before JAX starts a backend
+_devices.configure_cpu_devices()  # two CPU devices per core, before JAX starts a backend
 
 from xaijax import errors, metrics  # noqa: E402
 from xaijax._devices import set_cpu_data_parallel  # noqa: E402

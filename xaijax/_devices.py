@@ -2,13 +2,13 @@
 
 XLA:CPU runs one device's convolutions on one core (on the project's 2-core machine, pinning
 the process to one core did not slow a CNN's forward pass), so a batch on one CPU device leaves
-the other cores idle. xaijax therefore gives JAX one CPU device per core when
-it is imported before any JAX computation has run, and the attribution explainers place a
-concrete input batch over those devices (``NamedSharding`` on the batch axis, parameters
-replicated) before calling their jitted kernels. The kernels hold no cross-example operation, so
-the partitioned programs contain no collective (checked by tests/test_devices.py): each core
-explains its share of the batch. Results are equal to the single-device ones up to float
-rounding, and come back as ordinary (sharded) ``jax.Array``s.
+the other cores idle. xaijax therefore gives JAX two CPU devices per core
+(:data:`DEVICES_PER_CORE`) when it is imported before any JAX computation has run, and the
+attribution explainers place a concrete input batch over those devices (``NamedSharding`` on
+the batch axis, parameters replicated) before calling their jitted kernels. The kernels hold no
+cross-example operation, so the partitioned programs contain no collective (checked by
+tests/attribution/test_devices.py): each device explains its share of the batch. Results equal
+the single-device ones up to float rounding, and come back on one device (:func:`collect`).
 
 Nothing changes on an accelerator, inside ``jit``/``vmap`` (tracers are never moved), for a batch
 the devices do not divide, for a batch the caller already placed on several devices, or for
@@ -17,7 +17,7 @@ parameters the caller committed to one device. Turn it off with the environment 
 device count yourself with ``jax.config.update("jax_num_cpu_devices", n)`` before importing
 xaijax (xaijax never overrides a count the user set, by config or ``XLA_FLAGS``).
 
-Figures: ``experiments/bench/attribution.py`` (columns "1 dev" and "2 dev").
+Figures: ``experiments/bench/attribution.py`` (columns "1 dev" and "default").
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 _enabled = os.environ.get("XAIJAX_CPU_DATA_PARALLEL", "1") != "0"
+
+#: CPU devices per usable core. Two beat one on every explainer of the Captum benchmark on the
+#: 2-core machine (smaller per-device batches: e.g. gradient 162 vs 198 ms, Grad-CAM 50 vs 85 ms,
+#: forward 45 vs 125 ms for a batch of 32; ``experiments/bench/attribution.py --worker 4`` and
+#: ``--worker 0`` with one device per core, 2026-11-22).
+DEVICES_PER_CORE = 2
 
 
 def set_cpu_data_parallel(enabled: bool) -> None:
@@ -68,7 +74,7 @@ def configure_cpu_devices() -> None:
         return
     cores = _usable_cores()
     if cores > 1:
-        jax.config.update("jax_num_cpu_devices", cores)
+        jax.config.update("jax_num_cpu_devices", DEVICES_PER_CORE * cores)
 
 
 _meshes: set[Mesh] = set()

@@ -13,7 +13,7 @@ random targets. Methods: gradient (Captum Saliency, abs=False), IG (32 Gauss-Leg
 baseline), SmoothGrad (16 samples, absolute sigma 0.15), Grad-CAM (last conv, ReLU, bilinear
 upsampling) and occlusion (8x8 window, stride 4, zero fill). xaijax runs in its own process per
 column: on 1 CPU device, on N devices with the batch sharded by the caller (``--devices N``), and
-with xaijax's default (``0``: one CPU device per core, the batch placed by xaijax itself).
+with xaijax's default (``0``: two CPU devices per core, the batch placed by xaijax itself).
 
 The difference column is max|a_xaijax - a_captum| / max|a_captum| over the batch, in float32 and
 (``--x64``) in float64: in float32 the two frameworks' convolutions round differently, which can
@@ -80,7 +80,7 @@ def timeit(fn, repeats: int) -> float:
 def run_xaijax(devices: int, repeats: int, x64: bool) -> dict:
     import jax
 
-    if devices > 0:  # 0: xaijax's default (one CPU device per core, batch placed by xaijax)
+    if devices > 0:  # 0: xaijax's default (two CPU devices per core, batch placed by xaijax)
         jax.config.update("jax_num_cpu_devices", devices)
     if x64:
         jax.config.update("jax_enable_x64", True)
@@ -287,8 +287,8 @@ def main():
         type=int,
         nargs="*",
         default=[1, 0],
-        help="host CPU device counts to shard the batch over (0: xaijax's default, one device "
-        "per core with the batch placed by xaijax itself)",
+        help="host CPU device counts to shard the batch over (0: xaijax's default, two devices "
+        "per core, with the batch placed by xaijax itself)",
     )
     parser.add_argument("--x64", action="store_true", help="also compare in float64")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)

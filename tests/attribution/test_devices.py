@@ -128,7 +128,7 @@ def test_traced_and_pinned_inputs_are_left_alone(cnn):
     assert kept.sharding.device_set == xs.sharding.device_set
 
 
-def test_import_gives_one_cpu_device_per_core_unless_told_otherwise():
+def test_import_gives_cpu_devices_per_core_unless_told_otherwise():
     code = "import xaijax, jax; print(jax.local_device_count())"
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
     env["JAX_PLATFORMS"] = "cpu"
@@ -138,7 +138,7 @@ def test_import_gives_one_cpu_device_per_core_unless_told_otherwise():
     )
     on = run({})
     assert on.returncode == 0, on.stderr[-2000:]
-    assert int(on.stdout.split()[-1]) == cores
+    assert int(on.stdout.split()[-1]) == _devices.DEVICES_PER_CORE * cores
     off = run({"XAIJAX_CPU_DATA_PARALLEL": "0"})
     assert int(off.stdout.split()[-1]) == 1
     chosen = run({"JAX_NUM_CPU_DEVICES": "3"})
