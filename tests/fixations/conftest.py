@@ -434,21 +434,9 @@ def ref_walk(apply_fn, params, x1, target=None, options=None):
     )
     prog = _program.build_program(closed)
 
-    def read(values, ref):
-        return ref.value if isinstance(ref, _program.Literal) else values[ref]
-
     @jax.jit
     def forward(leaves, x1):
-        values = [None] * len(prog.avals)
-        for i, c in zip(prog.const_ids, prog.const_values, strict=True):
-            values[i] = c
-        for i, a in zip(prog.arg_ids, [*leaves, x1], strict=True):
-            values[i] = a
-        for st in prog.steps:
-            outs = st.primitive.bind(*[read(values, i) for i in st.inputs], **st.params)
-            outs = outs if st.primitive.multiple_results else (outs,)
-            for i, v in zip(st.outputs, outs, strict=True):
-                values[i] = v
+        values = _program.evaluate(prog, leaves, x1)
         return [jnp.zeros(()) if v is None else v for v in values]
 
     values = [np.asarray(v) for v in forward(leaves, x1)]
@@ -466,7 +454,7 @@ def ref_walk(apply_fn, params, x1, target=None, options=None):
             np.zeros(values[o].shape, bool) if m is None else m
             for m, o in zip(oms, st.outputs, strict=True)
         ]
-        ins = [read(values, i) for i in st.inputs]
+        ins = [_program.read(values, i) for i in st.inputs]
         flat = [isinstance(i, int) and prog.flattened[i] for i in st.inputs]
         opts = options
         if options.conv_position == "official" and any(prog.residual_branch[o] for o in st.outputs):

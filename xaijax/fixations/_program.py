@@ -265,3 +265,24 @@ def _residual_branches(
         for v in ancestors(a) ^ ancestors(b):
             branch[v] = True
     return branch
+
+
+def read(values: list[Any], ref: int | Literal) -> Any:
+    """The value of ``ref``: a literal's constant or a stored value."""
+    return ref.value if isinstance(ref, Literal) else values[ref]
+
+
+def evaluate(program: Program, leaves: list[Any], x1: Any) -> list[Any]:
+    """Runs the flat program forward, returning every value (``None`` for unused slots)."""
+    values: list[Any] = [None] * len(program.avals)
+    for i, c in zip(program.const_ids, program.const_values, strict=True):
+        values[i] = c
+    for i, a in zip(program.arg_ids, [*leaves, x1], strict=True):
+        values[i] = a
+    for step in program.steps:
+        outs = step.primitive.bind(*[read(values, i) for i in step.inputs], **step.params)
+        if not step.primitive.multiple_results:
+            outs = (outs,)
+        for i, v in zip(step.outputs, outs, strict=True):
+            values[i] = v
+    return values

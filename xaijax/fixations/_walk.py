@@ -53,10 +53,6 @@ def _numel(v) -> int:
     return int(np.prod(jnp.shape(v), dtype=np.int64))
 
 
-def _read(values: list[Any], ref: int | _program.Literal) -> Any:
-    return ref.value if isinstance(ref, _program.Literal) else values[ref]
-
-
 def _walk(
     program: _program.Program,
     options: _rules.Options,
@@ -65,17 +61,7 @@ def _walk(
     target: Array | None,
 ) -> Array:
     """Forward pass storing every value, then the backward walk; returns the mask over ``x1``."""
-    values: list[Any] = [None] * len(program.avals)
-    for i, c in zip(program.const_ids, program.const_values, strict=True):
-        values[i] = c
-    for i, a in zip(program.arg_ids, [*leaves, x1], strict=True):
-        values[i] = a
-    for step in program.steps:
-        outs = step.primitive.bind(*[_read(values, i) for i in step.inputs], **step.params)
-        if not step.primitive.multiple_results:
-            outs = (outs,)
-        for i, v in zip(step.outputs, outs, strict=True):
-            values[i] = v
+    values = _program.evaluate(program, leaves, x1)
 
     out_ref = program.out_ids[0]
     if not isinstance(out_ref, int) or not program.dependent[out_ref]:
@@ -105,7 +91,7 @@ def _walk(
         eqn = _rules.Equation(
             primitive=name,
             params=step.params,
-            in_values=tuple(_read(values, i) for i in step.inputs),
+            in_values=tuple(_program.read(values, i) for i in step.inputs),
             out_values=out_values,
             dependent=dependent,
             statistic=tuple(isinstance(i, int) and program.statistic[i] for i in step.inputs),
