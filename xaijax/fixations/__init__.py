@@ -6,7 +6,7 @@ index bookkeeping, elementwise pass-through), carrying the discriminative neuron
 masks, so the result is jittable and vmappable and no gradient is ever computed. Missing rules
 are added with :func:`register_rule`. :func:`heatmap`, :func:`boxes`,
 :func:`remove_outliers` and :func:`fixation_points` post-process the fixation maps as the
-authors' code does.
+authors' code does; :func:`multi_crop` wraps an explainer in the authors' five-crop protocol.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -21,6 +21,13 @@ Reference: Mopuri, Garg and Babu, "CNN Fixations: An unraveling approach to visu
 discriminative image regions", IEEE TIP 28(5), 2019 (arXiv 1708.06670).
 """
 
+from xaijax.fixations._crops import (
+    CORNERS_AND_CENTRE,
+    CROP_REDUCTIONS,
+    CROP_SELECTIONS,
+    crop_geometry,
+    multi_crop,
+)
 from xaijax.fixations._post import (
     BOX_RULES,
     boxes,
@@ -41,14 +48,19 @@ from xaijax.fixations._walk import CHANNEL_REDUCTIONS, fixations
 __all__ = [
     "BOX_RULES",
     "CHANNEL_REDUCTIONS",
+    "CORNERS_AND_CENTRE",
+    "CROP_REDUCTIONS",
+    "CROP_SELECTIONS",
     "VARIANTS",
     "Equation",
     "Options",
     "Rule",
     "boxes",
+    "crop_geometry",
     "fixation_points",
     "fixations",
     "heatmap",
+    "multi_crop",
     "register_rule",
     "remove_outliers",
     "supported_primitives",
