@@ -8,6 +8,7 @@ import numpy as np
 from jax import lax
 
 from xaijax import _validation, errors
+from xaijax.fixations._post import _check_fraction
 from xaijax.typing import ApplyFn, Array, ArrayLike, Params
 
 CROP_REDUCTIONS = ("sum", "mean")
@@ -124,18 +125,9 @@ def multi_crop(
             "`apply_fn=` (apply_fn(params, x) -> logits), or wrap an explainer that carries it "
             "(`fixations(apply_fn)` does)."
         )
-    if isinstance(crop_fraction, bool) or not isinstance(crop_fraction, (int, float)):
-        raise errors.InvalidArgumentError(
-            f"`crop_fraction` must be a number in (0, 1], got {crop_fraction!r}."
-        )
-    if not 0.0 < float(crop_fraction) <= 1.0:
-        raise errors.InvalidArgumentError(
-            f"`crop_fraction` must be in (0, 1] (the crop's share of the resized side; the "
-            f"authors use 224 / 256 = 0.875), got {crop_fraction}."
-        )
+    fraction = _check_fraction(crop_fraction, "crop_fraction", allow_zero=False)
     _validation.check_choice(select, "select", CROP_SELECTIONS)
     _validation.check_choice(reduce, "reduce", CROP_REDUCTIONS)
-    fraction = float(crop_fraction)
 
     def crops_of(x: Array) -> tuple[Array, list]:
         """``[5, B, H, W, C]`` crops of the resized batch, and the geometry."""
