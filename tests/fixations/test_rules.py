@@ -400,3 +400,116 @@ def test_gather_of_activations_scatters_back(apply_rule, rng):
     )
     np.testing.assert_array_equal(mx, [[False, False, False, False, True, False]])
     assert mi is None
+
+
+# --- masks as points (the walker's compact form between rules) -----------------------------------
+
+
+CONV_POSITIONS = ["official", "center", "argmax_contribution", "argmax_activation"]
+
+
+def as_points(rng, om, extra=5):
+    """``om`` as :class:`_rules.Points` in scrambled order, with repeated points and invalid
+    entries (pointing anywhere): the set is all that may count."""
+    from xaijax.fixations import _rules
+
+    om = np.asarray(om)
+    true = np.flatnonzero(om)
+    repeats = rng.choice(true, size=min(extra, true.size), replace=True)
+    junk = rng.integers(0, om.size, size=extra)
+    index = np.concatenate([true, repeats, junk]).astype(np.int32)
+    valid = np.concatenate([np.ones(true.size + repeats.size, bool), np.zeros(extra, bool)])
+    order = rng.permutation(index.size)
+    return _rules.Points(jnp.asarray(index[order]), jnp.asarray(valid[order]), om.shape)
+
+
+def points_rules(eqns, points, bounds, compact_mode):
+    """The walker's rule of each equation (all of one primitive) on a points mask, for each
+    bound, compact path forced, in one compiled program; masks out made dense."""
+    from xaijax.fixations import _rules
+
+    rule = _rules.walk_rule(eqns[0].primitive)
+
+    def run(in_values, index, valid):
+        p = _rules.Points(index, valid, points.shape)
+        out = []
+        for e in eqns:
+            for b in bounds:
+                masks = rule(e._replace(in_values=in_values, out_bounds=(b,)), (p,))
+                out.append([None if m is None else _rules.dense(m) for m in masks])
+        return out
+
+    with compact_mode():
+        out = jax.jit(run)(eqns[0].in_values, points.index, points.valid)
+    return [[None if m is None else np.asarray(m) for m in masks] for masks in out]
+
+
+@pytest.mark.parametrize("case", [0, 1, 2])
+def test_conv_on_points_matches_dense_rule(apply_rule, rng, compact_mode, case):
+    """Points in (repeats, junk, a list longer than the bound: deduplicated and cut to the
+    bound) give the dense rule's masks for every conv_position; the output is points too."""
+    from xaijax.fixations import _rules
+
+    spatial, ks, c_in, c_out, strides, padding, rd, ld, groups = CONV_CASES[case]
+    x = rng.normal(size=(1, *spatial, c_in)).astype(np.float32)
+    w = rng.normal(size=(*ks, c_in // groups, c_out)).astype(np.float32)
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def conv(x, w):
+        return lax.conv_general_dilated(
+            x, w, strides, padding, lhs_dilation=ld, rhs_dilation=rd,
+            dimension_numbers=dn, feature_group_count=groups,
+        )  # fmt: skip
+
+    om = random_mask(rng, jax.eval_shape(conv, x, w).shape, 0.2)
+    bound = int(np.sum(np.asarray(om)))
+    points = as_points(rng, om)
+    options = [Options(conv_position=p) for p in CONV_POSITIONS]
+    expected, eqn = apply_rule(
+        conv, (x, w), "conv_general_dilated", om, dependent=(True, False), options=options
+    )
+    eqns = [eqn._replace(options=o) for o in options]
+    bounds = (bound, points.index.shape[0])  # cut to the bound / kept as it is
+    got = points_rules(eqns, points, bounds, compact_mode)
+    for i, (position, (mx, _)) in enumerate(zip(CONV_POSITIONS, expected, strict=True)):
+        for j, b in enumerate(bounds):
+            gx, gw = got[i * len(bounds) + j]
+            assert gw is None
+            np.testing.assert_array_equal(gx, mx, err_msg=f"{position}, bound {b}")
+    with compact_mode():
+        e = eqn._replace(out_bounds=(bound,))
+        out = jax.eval_shape(
+            lambda i, v: _rules.walk_rule(e.primitive)(e, (_rules.Points(i, v, om.shape),))[0],
+            points.index,
+            points.valid,
+        )
+    assert isinstance(out, _rules.Points) and len(out.shape) == x.ndim
+
+
+@pytest.mark.parametrize(
+    "fn, prim, n_args",
+    [
+        (lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME"),
+         "reduce_window_max", 1),
+        (lambda x: jnp.sum(x, axis=(1, 2)), "reduce_sum", 1),
+        (lambda x: jnp.max(x, axis=(1, 3)), "reduce_max", 1),  # axes not contiguous
+        (lambda x: jnp.min(x, axis=2), "reduce_min", 1),
+        (lambda a, b: a + b, "add", 2),  # residual junction: the larger branch
+        (lambda a, b: jnp.maximum(a, b), "max", 2),
+        (lambda x: jnp.tanh(x), "tanh", 1),
+        (lambda x: x.reshape(1, 6, -1), "reshape", 1),
+    ],
+)  # fmt: skip
+def test_other_rules_on_points_match_dense_rule(apply_rule, rng, compact_mode, fn, prim, n_args):
+    args = tuple(rng.normal(size=(1, 6, 5, 4)).astype(np.float32) for _ in range(n_args))
+    args[-1][0, 0, 0, :2] = args[0][0, 0, 0, :2]  # ties between operands
+    out_shape = jax.eval_shape(fn, *args).shape
+    om = random_mask(rng, out_shape, 0.3).at[(0,) * len(out_shape)].set(True)
+    expected, eqn = apply_rule(fn, args, prim, om, dependent=(True,) * n_args)
+    (got,) = points_rules([eqn], as_points(rng, om), [int(np.sum(np.asarray(om)))], compact_mode)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert (g is None) == (e is None)
+        if e is not None:
+            np.testing.assert_array_equal(g, e)
+            assert e.any()

