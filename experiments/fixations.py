@@ -7,13 +7,14 @@ the pointing game of the fixation heatmap is at least Grad-CAM's, and explaining
 
 Command::
 
-    .venv/bin/python experiments/fixations.py                     # all six models
+    .venv/bin/python experiments/fixations.py --num 128              # all six models
     .venv/bin/python experiments/fixations.py --models vgg,resnet --num 32
     .venv/bin/python experiments/fixations.py --models resnet,densenet --merge  # rerun two rows
 
-Runtime: about 30 minutes on the project's shared 2-core CPU VM on a first run, most of it
-training the six zoo models (``training.train_or_restore`` caches them in ``out/checkpoints``;
-a second run only evaluates, about 10 minutes).
+Runtime: about 27 minutes with ``--num 128`` on the project's shared 2-core CPU VM when the zoo
+models are cached (``training.train_or_restore`` keeps them in ``out/checkpoints``; a first run
+trains them, a few minutes more); IG's 32 steps on 128 images are most of it.
+``--no-crops`` skips the five-crop protocol rows.
 
 Last result: see ``experiments/results/fixations.md`` (written by this script) and the figure
 ``experiments/results/fixations.png``.
@@ -268,7 +269,7 @@ def to_markdown(rows, timing, two, trained, argv, num, total_s) -> str:
         f"Command: `{' '.join(['.venv/bin/python', 'experiments/fixations.py', *argv])}`  ",
         f"Machine: {os.cpu_count()} CPU cores, {platform.machine()}, Python "
         f"{platform.python_version()}, jax {jax.__version__}; load average at the end "
-        f"{os.getloadavg()[0]:.1f} (2 cores: above 2 means other processes competed); total "
+        f"{os.getloadavg()[0]:.1f} (the run's own threads count: xaijax spreads batches over 2 CPU devices per core); total "
         f"{total_s:.0f} s.  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M')}. {num} test examples per model (split "
         "`test`, seed 0), explained for the predicted class. All numbers are on the *synthetic "
@@ -324,7 +325,7 @@ def to_markdown(rows, timing, two, trained, argv, num, total_s) -> str:
         cells = " | ".join(fmt(v) for v in cols.values())
         lines.append(
             f"| {name} | {cells} | {fmt(g)} | {fmt(by.get('Grad-CAM' + FIVE_CROPS))} "
-            f"| {', '.join(met) if met else 'NO'} |"
+            f"| {'; '.join(met) if met else 'NO'} |"
         )
     lines += [
         "",
