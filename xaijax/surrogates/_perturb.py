@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax import _devices, _filters, errors
+from xaijax import _filters, errors
 from xaijax._validation import (
     _shape_str,
     check_choice,
@@ -152,9 +152,8 @@ class Evaluator:
     """Evaluates a model on ``N`` masked copies of each input, ``batch_size`` inputs at a time.
 
     Eagerly (concrete arguments) it loops in Python over one jitted chunk function, which
-    compiles once and ran fastest on CPU, with the batch spread over the CPU devices
-    (:func:`xaijax._devices.place_batch`: one device runs its convolutions on one core); under an
-    outer transformation it uses ``lax.map`` so memory stays bounded inside one program.
+    compiles once and ran fastest on CPU; under an outer transformation it uses ``lax.map`` so
+    memory stays bounded inside one program.
     """
 
     def __init__(self, apply_fn: ApplyFn, output: str, batch_size: int):
@@ -171,9 +170,6 @@ class Evaluator:
             masks = jnp.concatenate([masks, jnp.ones((b, pad, s), masks.dtype)], axis=1)
         args = (params, x, fill, segments, target, masks)
         if all_concrete(*args):
-            x, fill, segments, target, masks = _devices.place_batch(
-                params, x, fill, segments, target, masks
-            )
             parts = [
                 _outputs_jit(
                     self.apply_fn,
@@ -187,7 +183,7 @@ class Evaluator:
                 )
                 for i in range(num_chunks)
             ]
-            out = _devices.collect(jnp.concatenate(parts, axis=1))
+            out = jnp.concatenate(parts, axis=1)
         else:
             chunks = jnp.moveaxis(masks.reshape(b, num_chunks, chunk, s), 1, 0)
             out = jax.lax.map(
