@@ -269,7 +269,8 @@ def to_markdown(rows, timing, two, trained, argv, num, total_s) -> str:
         f"Command: `{' '.join(['.venv/bin/python', 'experiments/fixations.py', *argv])}`  ",
         f"Machine: {os.cpu_count()} CPU cores, {platform.machine()}, Python "
         f"{platform.python_version()}, jax {jax.__version__}; load average at the end "
-        f"{os.getloadavg()[0]:.1f} (the run's own threads count: xaijax spreads batches over 2 CPU devices per core); total "
+        f"{os.getloadavg()[0]:.1f} (the run's own threads count: xaijax spreads batches over "
+        "2 CPU devices per core); total "
         f"{total_s:.0f} s.  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M')}. {num} test examples per model (split "
         "`test`, seed 0), explained for the predicted class. All numbers are on the *synthetic "
