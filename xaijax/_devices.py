@@ -4,7 +4,8 @@ XLA:CPU runs one device's convolutions on one core (on the project's 2-core mach
 the process to one core did not slow a CNN's forward pass), so a batch on one CPU device leaves
 the other cores idle. xaijax therefore gives JAX two CPU devices per core
 (:data:`DEVICES_PER_CORE`) when it is imported before any JAX computation has run, and the
-attribution explainers place a concrete input batch over those devices (``NamedSharding`` on
+attribution explainers and SLIC (through :func:`per_device`: its while loops would otherwise
+meet across devices) place a concrete input batch over those devices (``NamedSharding`` on
 the batch axis, parameters replicated) before calling their jitted kernels. The kernels hold no
 cross-example operation, so the partitioned programs contain no collective (checked by
 tests/attribution/test_devices.py): each device explains its share of the batch. Results equal
@@ -146,3 +147,36 @@ def collect(tree):
         return leaf
 
     return jax.tree_util.tree_map(one, tree)
+
+
+def per_device(fn):
+    """``fn`` over a batch, each device running it on its own share when the batch is spread.
+
+    For kernels whose programs would otherwise need a collective although every example is
+    independent: a ``vmap``-ed ``while_loop`` stops when *no* example wants another iteration,
+    which over a spread batch is an all-reduce per iteration. Under ``shard_map`` each device
+    loops over its own examples. ``fn`` maps ``[B, ...] -> [B, ...]`` with no cross-example
+    operation; a batch that is not on one of xaijax's meshes goes to the plain ``jax.jit(fn)``.
+    """
+    plain = jax.jit(fn)
+
+    @functools.cache
+    def on(mesh: Mesh):
+        spec = PartitionSpec("batch")
+        return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False))
+
+    def program(x):
+        sharding = getattr(x, "sharding", None)
+        if (
+            isinstance(sharding, NamedSharding)
+            and sharding.mesh in _meshes
+            and not isinstance(x, jax.core.Tracer)
+        ):
+            return on(sharding.mesh)
+        return plain
+
+    def run(x):
+        return program(x)(x)
+
+    run.lower = lambda x: program(x).lower(x)  # the program ``run(x)`` runs, lowered
+    return run
