@@ -26,14 +26,14 @@ Expected runtime: about 2-6 minutes on the project's 2-core CPU VM (the 1000 for
 image of both LIMEs dominate); the model is restored from out/checkpoints (trained first if
 missing, ~5 minutes). All data are the *synthetic benchmark* of xaijax.data.synthetic.
 
-Last result (experiments/results/bench_superpixels.md, 2026-11-22 06:43, quiet VM, load ~2):
-(a) xaijax SLIC 1.45x the speed of scikit-image at 64x64 and 0.98x at 224x224 (batch 32; earlier
-quiet runs gave 1.27-2.49x and 1.43-1.71x: the VM's noise is larger than the gap), boundary
+Last result (experiments/results/bench_superpixels.md, 2026-11-22 07:06, quiet VM, load ~2):
+(a) xaijax SLIC (batch spread over the CPU devices) 2.68x the speed of scikit-image at 64x64 and
+1.92x at 224x224 (batch 32; scikit-image's own time moves by +-25 % between runs), boundary
 recall 0.995 / 0.996 and 0.901 / 0.936, label agreement 0.92-0.94; (b) xaijax LIME 1.4x faster
-than the lime package (1.08 vs 1.48 s per image: both are bound by the same 1000 forward passes
-on this CPU), 14x on LIME's own work, coefficients correlated at 1.000000 on shared masks;
-(c) GWS with gradient x (input - fill) 354x faster than the lime package at Spearman rho 0.69,
-IG from the fill image 21x at rho 0.77.
+than the lime package (1.22 vs 1.72 s per image: both are bound by the same 1000 forward passes
+on this CPU), 16x on LIME's own work, coefficients correlated at 1.000000 on shared masks;
+(c) GWS with gradient x (input - fill) 403x faster than the lime package at Spearman rho 0.69,
+IG from the fill image 24x at rho 0.77.
 """
 
 from __future__ import annotations
