@@ -62,7 +62,8 @@ def _usable_cores() -> int:
 
 
 def configure_cpu_devices() -> None:
-    """Asks JAX for one CPU device per usable core, unless too late or already chosen."""
+    """Asks JAX for :data:`DEVICES_PER_CORE` CPU devices per usable core, unless too late or
+    already chosen."""
     from jax._src import xla_bridge  # no public query for "backends initialised" yet
 
     if not _enabled or xla_bridge.backends_are_initialized():

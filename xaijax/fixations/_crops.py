@@ -204,11 +204,16 @@ def multi_crop(
         x = _validation.check_floating(x, "x", rank=4, layout="[B, H, W, C] (a batch of images)")
         return x, _validation.check_target(target, x.shape[0])
 
+    num_classes: dict = {}  # per input shape and parameter structure: trace the model once
+
     def explain_crops(params: Params, x: ArrayLike, target: ArrayLike | None = None) -> Array:
         x, target = check(x, target)
-        out = jax.eval_shape(apply_fn, params, x)
-        _validation.check_logits(out, x.shape[0])
-        _validation.check_target_in_range(target, int(out.shape[-1]))
+        key = (x.shape, str(x.dtype), jax.tree_util.tree_structure(params))
+        if key not in num_classes:
+            out = jax.eval_shape(apply_fn, params, x)
+            _validation.check_logits(out, x.shape[0])
+            num_classes[key] = int(out.shape[-1])
+        _validation.check_target_in_range(target, num_classes[key])
         return run_jit(params, x, target)
 
     def crops_used(params: Params, x: ArrayLike, target: ArrayLike | None = None) -> Array:
