@@ -1,10 +1,12 @@
-"""Argument checks at the API boundary (private; shared by every family).
+"""The one validation layer of xaijax (private; shared by every family).
 
-Shape, rank and dtype checks are static and always run, also under ``jit``/``vmap``. Value checks
-(NaN/Inf, label ranges) need concrete numbers: they run when the argument is a concrete array and
-are skipped when it is a tracer, i.e. when the caller has already wrapped xaijax in its own
-transform. This keeps every public function usable inside ``jit`` while bad eager input still
-gets a clear error instead of a silent NaN or an XLA stack trace.
+* **Static checks** (shape, rank, dtype, hyperparameters) run in the factory or at the API
+  boundary, once per call, also under ``jit``/``vmap`` (they read only shapes).
+* **Value checks** (NaN/Inf, target and segment-label ranges) need numbers. On a concrete
+  ``jax.Array`` they are computed *on the device* by one small jitted reduction, and one boolean
+  comes back to the host, never the batch (a NumPy input is already on the host and is checked
+  there). On a tracer, i.e. inside the caller's own ``jit``/``vmap``, they cannot raise and are
+  skipped: use :func:`xaijax.checked` (``jax.experimental.checkify``) to keep them under ``jit``.
 """
 
 from __future__ import annotations
@@ -70,15 +72,70 @@ def check_floating(
                 else f"Cast it with `{name}.astype(jnp.float32)`."
             )
         )
-    if is_concrete(x):
-        finite = bool(np.all(np.isfinite(np.asarray(x))))
-        if not finite:
-            n_bad = int(np.size(x) - np.isfinite(np.asarray(x)).sum())
-            raise errors.NonFiniteInputError(
-                f"`{name}` holds {n_bad} NaN or Inf value(s). Explanations of non-finite inputs "
-                f"are meaningless: clean the input (e.g. `jnp.nan_to_num({name})`) first."
-            )
+    check_finite(x, name)
     return jnp.asarray(x)
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+@jax.jit
+def _count_nonfinite(x) -> jax.Array:
+    return jnp.sum(~jnp.isfinite(x))
+
+
+def all_finite(tree) -> bool:
+    """Whether every floating leaf of a concrete pytree is finite: one boolean to the host.
+
+    NumPy leaves are checked on the host (they are there already); jax arrays on their device.
+    Tracers are skipped (``True``).
+    """
+    leaves = [
+        a
+        for a in jax.tree_util.tree_leaves(tree)
+        if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.inexact) and is_concrete(a)
+    ]
+    host = [a for a in leaves if isinstance(a, np.ndarray)]
+    device = [a for a in leaves if not isinstance(a, np.ndarray)]
+    if any(not np.all(np.isfinite(a)) for a in host):
+        return False
+    return bool(jax.device_get(_all_finite(device))) if device else True
+
+
+def check_finite(x, name: str) -> None:
+    """Raises :class:`NonFiniteInputError` when a concrete floating ``x`` holds NaN or Inf."""
+    if not is_concrete(x) or not jnp.issubdtype(x.dtype, jnp.inexact):
+        return
+    if all_finite(x):
+        return
+    if isinstance(x, np.ndarray):
+        n_bad = int(np.size(x) - np.isfinite(x).sum())
+    else:  # the error path only: one more scalar
+        n_bad = int(jax.device_get(_count_nonfinite(x)))
+    raise errors.NonFiniteInputError(
+        f"`{name}` holds {n_bad} NaN or Inf value(s). Explanations of non-finite inputs "
+        f"are meaningless: clean the input (e.g. `jnp.nan_to_num({name})`) first."
+    )
+
+
+def check_finite_output(result, what: str) -> None:
+    """Raises :class:`NonFiniteOutputError` when a concrete result holds NaN or Inf."""
+    if all_finite(result):
+        return
+    raise errors.NonFiniteOutputError(
+        f"{what} produced NaN or Inf values although its inputs were finite: the model's "
+        "scores (or their gradients) are not finite for this input. Check the model on `x` "
+        "(e.g. `jnp.isfinite(model.scores(params, x)).all()`), its parameters, and any log or "
+        "division inside it."
+    )
+
+
+@jax.jit
+def _range_flags(target, num_classes) -> jax.Array:
+    return jnp.any((target < 0) | (target >= num_classes))
 
 
 def check_target(target, batch_size: int, name: str = "target") -> jax.Array | None:
@@ -103,25 +160,61 @@ def check_target(target, batch_size: int, name: str = "target") -> jax.Array | N
             f"`{name}` has {target.shape[0]} entries but `x` has a batch of {batch_size}: "
             f"give one class index per example."
         )
-    if is_concrete(target) and np.any(np.asarray(target) < 0):
-        raise errors.TargetOutOfRangeError(
-            f"`{name}` holds a negative class index ({int(np.min(np.asarray(target)))}); "
-            "class indices run from 0 to num_classes - 1."
-        )
     return jnp.asarray(target, jnp.int32)
 
 
 def check_target_in_range(target, num_classes: int, name: str = "target") -> None:
     """Raises :class:`TargetOutOfRangeError` when a concrete ``target`` is >= ``num_classes``."""
-    if target is None or not is_concrete(target):
+    if target is None or not is_concrete(target) or not np.size(target):
         return
-    t = np.asarray(target)
-    if t.size and (t.max() >= num_classes or t.min() < 0):
-        bad = int(t.max()) if t.max() >= num_classes else int(t.min())
+    if isinstance(target, np.ndarray):
+        bad_any = bool(np.any((target < 0) | (target >= num_classes)))
+    else:  # on the device: one boolean back
+        bad_any = bool(jax.device_get(_range_flags(target, num_classes)))
+    if bad_any:
+        t = np.asarray(target)  # the error path only
+        if t.min() < 0:
+            raise errors.TargetOutOfRangeError(
+                f"`{name}` holds a negative class index ({int(t.min())}); class indices run "
+                f"from 0 to {num_classes - 1}: use indices in [0, {num_classes})."
+            )
         raise errors.TargetOutOfRangeError(
-            f"`{name}` holds class index {bad}, but the model has {num_classes} logits: "
-            f"use indices in [0, {num_classes})."
+            f"`{name}` holds class index {int(t.max())}, but the model has {num_classes} "
+            f"scores: use indices in [0, {num_classes})."
         )
+
+
+def check_positive_number(value, name: str, *, allow_zero: bool = False) -> float:
+    """Checks a hyperparameter is a finite Python number > 0 (``>= 0`` with ``allow_zero``)."""
+    ok = not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
+    if ok:
+        ok = bool(np.isfinite(value)) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise errors.InvalidArgumentError(
+            f"`{name}` must be a finite number {bound}, got {value!r}."
+        )
+    return float(value)
+
+
+def check_number(value, name: str) -> float:
+    """Checks a hyperparameter is a finite Python number (e.g. a fill value)."""
+    ok = not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
+    if not ok or not np.isfinite(value):
+        raise errors.InvalidArgumentError(f"`{name}` must be a finite number, got {value!r}.")
+    return float(value)
+
+
+def check_fraction(value, name: str, *, closed: bool = True) -> float:
+    """Checks a hyperparameter lies in (0, 1] (``closed``) or (0, 1)."""
+    ok = not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
+    if ok:
+        ok = bool(np.isfinite(value)) and 0 < value and (value <= 1 if closed else value < 1)
+    if not ok:
+        raise errors.InvalidArgumentError(
+            f"`{name}` must be a number in (0, 1{']' if closed else ')'}, got {value!r}."
+        )
+    return float(value)
 
 
 def check_positive_int(value, name: str) -> int:
@@ -141,13 +234,31 @@ def check_choice(value, name: str, choices: Sequence[str]) -> str:
 
 
 def check_key(key, name: str = "key") -> jax.Array:
-    """Checks a PRNG key was given (explicit randomness only)."""
+    """Checks a PRNG key was given: a typed key (``jax.random.key``) of shape ``()`` or a legacy
+    ``uint32[2]`` key (``jax.random.PRNGKey``); explicit randomness only."""
     if key is None:
         raise errors.MissingKeyError(
             f"This transform is stochastic and needs a keyword-only `{name}`: "
             f"pass `{name}=jax.random.key(0)` (or any key you split yourself)."
         )
-    return key
+    dtype = getattr(key, "dtype", None)
+    shape = tuple(getattr(key, "shape", ()))
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    legacy = dtype is not None and dtype == np.uint32 and shape == (2,)
+    if typed and shape == ():
+        return key
+    if legacy:
+        return key
+    what = (
+        f"an array of dtype {dtype} and shape {list(shape)}"
+        if dtype is not None
+        else (f"a {type(key).__name__}")
+    )
+    raise errors.InvalidKeyError(
+        f"`{name}` must be one PRNG key, got {what}. Pass `jax.random.key(seed)` (or a legacy "
+        f"`jax.random.PRNGKey(seed)`); for several calls split it yourself "
+        f"(`jax.random.split(key)`), one key per call."
+    )
 
 
 def check_logits(logits, batch_size: int) -> None:

@@ -66,11 +66,45 @@ class CorruptCheckpointError(XaijaxError, ValueError):
     """A checkpoint cannot be read: truncated, partly written or not a checkpoint at all."""
 
 
+class InvalidKeyError(XaijaxError, TypeError):
+    """A ``key`` is not one PRNG key (``jax.random.key(seed)`` or a legacy ``PRNGKey``)."""
+
+
+class ModelCallError(XaijaxError, ValueError):
+    """Calling the model on the given ``params`` and ``x`` failed (checked by ``eval_shape``
+    before any work): params of another model, a single example without its batch axis, a
+    Linen model with BatchNorm given only its ``params``..."""
+
+
+class ModelOutputError(XaijaxError, ValueError):
+    """The model's outputs are not what was declared: no ``[B, C]`` float scores at ``head``."""
+
+
+class NonFiniteOutputError(XaijaxError, FloatingPointError):
+    """An explanation came out NaN or Inf although its inputs were finite (the model's scores or
+    their gradients are not finite)."""
+
+
+class NotAnExplainerError(XaijaxError, TypeError):
+    """A wrapper (``smooth``, ``gws``, ``multi_crop``...) was handed something that is not an
+    :class:`xaijax.Explainer`; wrap a function of your own with ``xaijax.explainer``."""
+
+
+class DevicesAlreadyStartedError(XaijaxError, RuntimeError):
+    """``xaijax.use_cpu_devices`` was called after JAX had started its backends."""
+
+
 class UnsupportedPrimitiveError(XaijaxError, NotImplementedError):
     """A jaxpr primitive has no backtracking rule; register one with ``register_rule``."""
 
 
 __all__ = [
+    "NotAnExplainerError",
+    "NonFiniteOutputError",
+    "ModelOutputError",
+    "ModelCallError",
+    "InvalidKeyError",
+    "DevicesAlreadyStartedError",
     "BatchMismatchError",
     "CheckpointMismatchError",
     "CorruptCheckpointError",

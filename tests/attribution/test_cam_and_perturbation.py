@@ -78,19 +78,23 @@ def test_grad_cam_on_an_nnx_model_equals_linen_formula():
             return self.head(self.block(x).mean(axis=(1, 2)))
 
     net = Net(nnx.Rngs(0))
-    access, state = xaijax.nnx_layer(net, "block")
+    model, state = xaijax.from_nnx(net)
     x = jax.random.uniform(jax.random.key(0), (2, 6, 6, 3))
-    maps = xaijax.cam(access, "block", upsample=False)(state, x, jnp.array([0, 1]))
+    maps = xaijax.cam(model, "block", upsample=False)(state, x, jnp.array([0, 1]))
     feats = net.block(x)
     expected = jnp.einsum("bhwk,bk->bhw", feats, net.head.kernel[...][:, jnp.array([0, 1])].T)
     np.testing.assert_allclose(maps, expected, rtol=1e-5, atol=1e-6)
-    apply_fn, params = xaijax.from_nnx(net)
-    np.testing.assert_allclose(apply_fn(params, x), net(x), rtol=1e-6)
-    assert xaijax.grad_cam(xaijax.nnx_layer(net, "block/conv")[0], "block/conv")(
-        state, x
-    ).shape == (2, 6, 6)
+    np.testing.assert_allclose(model.apply_fn(state, x), net(x), rtol=1e-6)
+    # The layer explained is the one named (the Core v2 bug: an access opened at one layer and
+    # a grad_cam naming another returned the first layer's map).
+    inner = xaijax.grad_cam(model, "block/conv", relu=False, upsample=False)(state, x)
+    outer = xaijax.grad_cam(model, "block", relu=False, upsample=False)(state, x)
+    assert inner.shape == outer.shape == (2, 6, 6)
+    assert not np.allclose(inner, outer)
     with pytest.raises(errors.UnknownLayerError, match="block/conv"):
-        xaijax.nnx_layer(net, "nope")
+        xaijax.grad_cam(model, "nope")
+    with pytest.raises(errors.UnknownLayerError):
+        xaijax.grad_cam(model, "")
 
 
 def _region_model(p, x):
@@ -115,7 +119,7 @@ def test_occlusion_averages_overlapping_windows_like_captum():
         return jnp.stack([v, -v], axis=1)
 
     x = jnp.full((1, 1, 3, 1), 2.0)
-    attr = xaijax.occlusion(f, window=(1, 2), stride=1, batch_size=1)(None, x, jnp.array([0]))
+    attr = xaijax.occlusion(f, window=(1, 2), stride=1, chunk_size=1)(None, x, jnp.array([0]))
     # windows [0,1] and [1,2] both remove pixel 1 (drop 2); pixel 0 covered by the first only.
     np.testing.assert_allclose(attr[0, 0, :, 0], [2.0, 2.0, 2.0])
 
@@ -127,12 +131,50 @@ def test_rise_is_higher_where_the_model_looks():
         s = (x[:, :8, :8, 0].mean(axis=(1, 2)) - 0.5) * 12.0
         return jnp.stack([s, jnp.zeros_like(s)], axis=1)
 
-    sal = xaijax.rise(f, masks=256, cell_size=4, batch_size=64)(
+    sal = xaijax.rise(f, num_samples=256, cell_size=4, chunk_size=64)(
         None, x, jnp.array([0]), key=jax.random.key(0)
     )
     assert sal.shape == (1, 16, 16)
     assert float(sal[0, :8, :8].mean()) > float(sal[0, 8:, 8:].mean()) + 0.05
-    again = xaijax.rise(f, masks=256, cell_size=4, batch_size=100)(
+    again = xaijax.rise(f, num_samples=256, cell_size=4, chunk_size=100)(
         None, x, jnp.array([0]), key=jax.random.key(0)
     )
     np.testing.assert_allclose(sal, again, rtol=1e-5)  # chunking does not change the masks
+
+
+def _captum_occlusion(w, x, window, stride):
+    """A literal NumPy port of Captum's Occlusion on a linear model ``sum(w * x)`` (one image
+    [H, W, C]): ``ceil((s - window) / stride) + 1`` windows per axis starting at multiples of the
+    stride, the last one clipped at the border, attributions averaged over covering windows."""
+    h, wd, _ = x.shape
+    counts = [int(np.ceil((s - k) / st)) + 1 for s, k, st in zip((h, wd), window, stride)]
+    total = np.zeros((h, wd))
+    seen = np.zeros((h, wd))
+    base = float(np.sum(w * x))
+    for i in range(counts[0]):
+        for j in range(counts[1]):
+            mask = np.zeros((h, wd))
+            y0, x0 = i * stride[0], j * stride[1]
+            mask[y0 : y0 + window[0], x0 : x0 + window[1]] = 1.0  # NumPy clips at the border
+            occluded = x * (1 - mask[..., None])
+            total += (base - float(np.sum(w * occluded))) * mask
+            seen += mask
+    return np.where(seen > 0, total / np.maximum(seen, 1), 0.0)
+
+
+def test_occlusion_with_a_stride_that_does_not_tile_matches_captum():
+    # 8 columns, window 3, stride 2: Captum places windows at 0, 2, 4, 6 (the last clipped);
+    # the landed code placed 3 and left column 7 at 0 (the Core v2 bug, window 30 / stride 16
+    # at 224 px in the issue).
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(7, 8, 2)).astype(np.float32)
+    x = rng.uniform(size=(1, 7, 8, 2)).astype(np.float32)
+
+    def f(p, xx):
+        s = jnp.sum(xx * p[None], axis=(1, 2, 3))
+        return jnp.stack([s, -s], axis=1)
+
+    attr = xaijax.occlusion(f, window=3, stride=2, chunk_size=5)(jnp.asarray(w), x, jnp.array([0]))
+    expected = _captum_occlusion(w, x[0], (3, 3), (2, 2))
+    np.testing.assert_allclose(attr[0, ..., 0], expected, rtol=1e-5, atol=1e-5)
+    assert np.all(np.abs(np.asarray(attr[0, :, 7, 0])) > 0)  # the last column is covered

@@ -69,7 +69,7 @@ def test_ig_is_exact_on_a_cubic():
 def test_ig_completeness_on_a_small_cnn(cnn):
     _, params, apply_fn, x = cnn
     target = jnp.array([0, 1, 2, 0])
-    ig = xaijax.integrated_gradients(apply_fn, steps=64, batch_size=16)
+    ig = xaijax.integrated_gradients(apply_fn, steps=64, chunk_size=16)
     attr = ig(params, x, target)
     delta = xaijax.convergence_delta(apply_fn, params, x, attr, target)
     logits = apply_fn(params, x)
@@ -83,7 +83,7 @@ def test_ig_completeness_on_a_small_cnn(cnn):
 def test_ig_chunking_does_not_change_the_result(cnn):
     _, params, apply_fn, x = cnn
     full = xaijax.integrated_gradients(apply_fn, steps=10)(params, x)
-    chunked = xaijax.integrated_gradients(apply_fn, steps=10, batch_size=3)(params, x)
+    chunked = xaijax.integrated_gradients(apply_fn, steps=10, chunk_size=3)(params, x)
     np.testing.assert_allclose(full, chunked, rtol=1e-4, atol=1e-6)
 
 
@@ -108,11 +108,13 @@ def test_smoothgrad_of_linear_model_is_exact(linear):
     t = jnp.array([0, 1, 2, 3, 0])
     key = jax.random.key(0)
     grad = w.T[t].reshape(x.shape)
-    sg = xaijax.smooth(xaijax.gradient(apply_fn), samples=5, batch_size=2)(w, x, t, key=key)
+    sg = xaijax.smooth(xaijax.gradient(apply_fn), num_samples=5, chunk_size=2)(w, x, t, key=key)
     np.testing.assert_allclose(sg, grad, rtol=1e-5)
-    sq = xaijax.smooth(xaijax.gradient(apply_fn), samples=5, kind="squaregrad")(w, x, t, key=key)
+    sq = xaijax.smooth(xaijax.gradient(apply_fn), num_samples=5, kind="squaregrad")(
+        w, x, t, key=key
+    )
     np.testing.assert_allclose(sq, grad**2, rtol=1e-5)
-    var = xaijax.smooth(xaijax.gradient(apply_fn), samples=5, kind="vargrad")(w, x, t, key=key)
+    var = xaijax.smooth(xaijax.gradient(apply_fn), num_samples=5, kind="vargrad")(w, x, t, key=key)
     np.testing.assert_allclose(var, 0.0, atol=1e-5)
 
 
@@ -120,7 +122,7 @@ def test_smoothgrad_noise_is_keyed_and_matches_a_manual_average(cnn):
     _, params, apply_fn, x = cnn
     t = jnp.array([0, 1, 2, 0])
     key = jax.random.key(3)
-    sg = xaijax.smooth(xaijax.gradient(apply_fn), samples=3, noise=0.1)
+    sg = xaijax.smooth(xaijax.gradient(apply_fn), num_samples=3, noise=0.1)
     a1, a2 = sg(params, x, t, key=key), sg(params, x, t, key=key)
     np.testing.assert_array_equal(a1, a2)
     assert not np.allclose(a1, sg(params, x, t, key=jax.random.key(4)))
@@ -147,7 +149,7 @@ def test_smooth_composes_with_integrated_gradients(linear):
     w, apply_fn, x = linear
     t = jnp.array([0, 1, 2, 3, 0])
     key = jax.random.key(0)
-    sig = xaijax.smooth(xaijax.integrated_gradients(apply_fn, steps=4), samples=3, noise=0.2)
+    sig = xaijax.smooth(xaijax.integrated_gradients(apply_fn, steps=4), num_samples=3, noise=0.2)
     attr = sig(w, x, t, key=key)
     span = (x.reshape(5, -1).max(1) - x.reshape(5, -1).min(1)).reshape(5, 1, 1, 1)
     noisy = [

@@ -20,13 +20,16 @@ def _explainers(model, apply_fn):
     return {
         "gradient": (xaijax.gradient(apply_fn), {}),
         "gradient_x_input": (xaijax.gradient_x_input(apply_fn), {}),
-        "integrated_gradients": (xaijax.integrated_gradients(apply_fn, steps=6, batch_size=4), {}),
-        "smooth": (xaijax.smooth(xaijax.gradient(apply_fn), samples=3, batch_size=2), {"key": KEY}),
+        "integrated_gradients": (xaijax.integrated_gradients(apply_fn, steps=6, chunk_size=4), {}),
+        "smooth": (
+            xaijax.smooth(xaijax.gradient(apply_fn), num_samples=3, chunk_size=2),
+            {"key": KEY},
+        ),
         "guided_backprop": (xaijax.guided_backprop(apply_fn), {}),
         "grad_cam": (xaijax.grad_cam(model, "features"), {}),
         "cam": (xaijax.cam(model, "features"), {}),
-        "occlusion": (xaijax.occlusion(apply_fn, window=4, stride=3, batch_size=3), {}),
-        "rise": (xaijax.rise(apply_fn, masks=8, cell_size=4, batch_size=3), {"key": KEY}),
+        "occlusion": (xaijax.occlusion(apply_fn, window=4, stride=3, chunk_size=3), {}),
+        "rise": (xaijax.rise(apply_fn, num_samples=8, cell_size=4, chunk_size=3), {"key": KEY}),
     }
 
 

@@ -1,7 +1,8 @@
 """Attribution transforms: gradients, path integrals, noise tunnels, CAMs, perturbations.
 
-Every factory closes over its hyperparameters and returns a pure function
-``explain(params, x, target=None, ...)`` that works eagerly, under ``jit`` and under ``vmap``.
+Every factory takes a model (an :class:`xaijax.Model`, a Linen module or a bare ``apply_fn``),
+closes over its hyperparameters and returns an :class:`xaijax.Explainer`,
+``explain(params, x, target=None, ...)``, that works eagerly, under ``jit`` and under ``vmap``.
 """
 
 from xaijax.attribution._cam import cam, grad_cam, layer_names
@@ -9,15 +10,12 @@ from xaijax.attribution._common import input_gradient
 from xaijax.attribution._gradient import gradient, gradient_x_input
 from xaijax.attribution._guided import guided_backprop, guided_relu, replace_relu
 from xaijax.attribution._integrated import convergence_delta, integrated_gradients, quadrature
-from xaijax.attribution._layers import LayerAccess, from_nnx, linen_layer, nnx_layer
 from xaijax.attribution._perturb import occlusion, rise
 from xaijax.attribution._smooth import smooth
 
 __all__ = [
-    "LayerAccess",
     "cam",
     "convergence_delta",
-    "from_nnx",
     "grad_cam",
     "gradient",
     "gradient_x_input",
@@ -26,8 +24,6 @@ __all__ = [
     "input_gradient",
     "integrated_gradients",
     "layer_names",
-    "linen_layer",
-    "nnx_layer",
     "occlusion",
     "quadrature",
     "replace_relu",

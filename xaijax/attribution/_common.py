@@ -1,94 +1,44 @@
-"""Shared plumbing of the attribution family: argument checks, targets, chunked accumulation."""
+"""Shared plumbing of the attribution family: input gradients, targets, chunked accumulation."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from xaijax import _devices
 from xaijax import _validation as v
-from xaijax.typing import ApplyFn, Array
+from xaijax._model import Model
+from xaijax.typing import Array
 
 
-def shape_key(tree) -> tuple:
-    """A hashable key from the structure, shapes and dtypes of a pytree."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return (treedef, tuple((tuple(np.shape(a)), str(getattr(a, "dtype", type(a)))) for a in leaves))
+def input_gradient(model: Model, params, x: Array, target: Array | None) -> Array:
+    """d score[b, target[b]] / d x[b] for the whole batch with one forward and one backward pass.
+
+    ``score`` is the model's explained score (its logits by default). Examples must be
+    independent in the model (no batch statistics), which is what makes the gradient of the
+    summed scores equal to the per-example gradients. Where an example's scores are not finite
+    its gradient is NaN (a finite gradient of a NaN score would be a plausible, wrong map).
+    """
+    scores, pullback = jax.vjp(lambda xx: model.scores(params, xx), x)
+    t = resolve(scores, target)
+    cotangent = jax.nn.one_hot(t, scores.shape[-1], dtype=scores.dtype)
+    (grad,) = pullback(cotangent)
+    finite = jnp.all(jnp.isfinite(scores), axis=-1)
+    return jnp.where(broadcast_like(finite, grad), grad, jnp.nan)
 
 
-class ModelSpec:
-    """Caches ``jax.eval_shape`` of a model by input shapes (validates logits and targets)."""
-
-    def __init__(self, apply_fn: ApplyFn):
-        self.apply_fn = apply_fn
-        self._cache: dict[tuple, Any] = {}
-
-    def logits_shape(self, params, x) -> tuple[int, ...]:
-        key = shape_key((params, x))
-        if key not in self._cache:
-            out = jax.eval_shape(self.apply_fn, params, x)
-            self._cache[key] = tuple(out.shape)
-        return self._cache[key]
-
-
-def check_inputs(
-    spec: ModelSpec | None,
-    params,
-    x,
-    target,
-    *,
-    allow_integer: bool = False,
-) -> tuple[Array, Array | None]:
-    """Validates ``x`` (batch, float, finite) and ``target`` against the model's logits."""
-    if allow_integer and hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.integer):
-        if x.ndim < 1:
-            v.check_floating(x, "x", min_rank=1)
-        x = jnp.asarray(x)
-    else:
-        x = v.check_floating(x, "x", min_rank=2, layout="[B, ...] (a batch)")
-    target = v.check_target(target, x.shape[0])
-    if spec is not None:
-        shape = spec.logits_shape(params, x)
-        v.check_logits(jax.ShapeDtypeStruct(shape, jnp.float32), x.shape[0])
-        v.check_target_in_range(target, shape[1])
-    # On a multi-core CPU host, spread the batch over the CPU devices (xaijax._devices).
-    x, target = _devices.place_batch(params, x, target)
-    return x, target
-
-
-def resolve_target(logits: Array, target: Array | None) -> Array:
-    """``target`` or, when ``None``, the arg-max class of ``logits`` ([B] int32)."""
+def resolve(scores: Array, target: Array | None) -> Array:
+    """``target`` or, when ``None``, the arg-max class of ``scores`` ([B] int32)."""
     if target is None:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        return jnp.argmax(scores, axis=-1).astype(jnp.int32)
     return target
 
 
-def predicted_class(apply_fn: ApplyFn, params, x) -> Array:
-    """The arg-max class of ``apply_fn(params, x)``."""
-    return jnp.argmax(apply_fn(params, x), axis=-1).astype(jnp.int32)
-
-
-def select(logits: Array, target: Array) -> Array:
-    """``logits[b, target[b]]`` for each example: ``[B]``."""
-    return jnp.take_along_axis(logits, target[:, None], axis=1)[:, 0]
-
-
-def input_gradient(apply_fn: ApplyFn, params, x: Array, target: Array | None) -> Array:
-    """d logits[b, target[b]] / d x[b] for the whole batch with one forward and one backward pass.
-
-    Examples must be independent in the model (no batch statistics), which is what makes the
-    summed-logit gradient equal to the per-example gradients.
-    """
-    logits, pullback = jax.vjp(lambda xx: apply_fn(params, xx), x)
-    t = resolve_target(logits, target)
-    cotangent = jax.nn.one_hot(t, logits.shape[-1], dtype=logits.dtype)
-    (grad,) = pullback(cotangent)
-    return grad
+def select(scores: Array, target: Array) -> Array:
+    """``scores[b, target[b]]`` for each example: ``[B]``."""
+    return jnp.take_along_axis(scores, target[:, None], axis=1)[:, 0]
 
 
 def broadcast_like(values: Array, x: Array) -> Array:
@@ -130,23 +80,3 @@ def chunked_sum(
 @jax.jit
 def _tree_add(a, b):
     return jax.tree_util.tree_map(jnp.add, a, b)
-
-
-def attach(explain: Callable, **attrs) -> Callable:
-    """Records what an explainer was built from (``explain.apply_fn``...), for wrappers.
-
-    The returned explainer also brings a batch that :func:`check_inputs` spread over the CPU
-    devices back to one device, so what follows runs as plain single-device JAX.
-    """
-
-    @functools.wraps(explain)
-    def explainer(*args, **kwargs):
-        return _devices.collect(explain(*args, **kwargs))
-
-    for k, val in attrs.items():
-        setattr(explainer, k, val)
-    return explainer
-
-
-def wraps(inner: Callable) -> Callable:
-    return functools.wraps(inner, assigned=("__module__", "__name__", "__qualname__", "__doc__"))

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import jax
 
+from xaijax._explainer import Explainer
+from xaijax._model import as_model
 from xaijax.attribution import _common as c
-from xaijax.typing import ApplyFn, Array
 
 
-def gradient(apply_fn: ApplyFn) -> Callable[..., Array]:
-    """Vanilla gradient ("saliency"): the gradient of the target logit with respect to the input.
+def gradient(model: Any) -> Explainer:
+    """Vanilla gradient ("saliency"): the gradient of the target score with respect to the input.
 
     .. math:: a(x) = \\partial f_t(x) / \\partial x
 
     Args:
-      apply_fn: the model, ``apply_fn(params, x) -> logits [B, C]``.
+      model: an :class:`~xaijax.Model` (its ``score``, the logits by default, is explained), a
+        Linen module, or a bare ``apply_fn(params, x) -> logits [B, C]``.
 
     Returns:
       ``explain(params, x, target=None) -> [B, ...]``, the signed gradient, shaped like ``x``.
@@ -33,21 +35,16 @@ def gradient(apply_fn: ApplyFn) -> Callable[..., Array]:
     References:
       Simonyan, Vedaldi, Zisserman, "Deep Inside Convolutional Networks", ICLR-W 2014.
     """
-    spec = c.ModelSpec(apply_fn)
-    core = jax.jit(lambda params, x, target: c.input_gradient(apply_fn, params, x, target))
-
-    def explain(params, x, target=None) -> Array:
-        x, target = c.check_inputs(spec, params, x, target)
-        return core(params, x, target)
-
-    return c.attach(explain, apply_fn=apply_fn, name="gradient")
+    m = as_model(model, what="gradient")
+    core = jax.jit(lambda params, x, target: c.input_gradient(m, params, x, target))
+    return Explainer(name="gradient", model=m, run=core, result="map")
 
 
-def gradient_x_input(apply_fn: ApplyFn) -> Callable[..., Array]:
+def gradient_x_input(model: Any) -> Explainer:
     """Gradient times input: ``x * df_t/dx`` (equal to IG with a zero baseline for linear models).
 
     Args:
-      apply_fn: the model, ``apply_fn(params, x) -> logits [B, C]``.
+      model: an :class:`~xaijax.Model`, a Linen module or a bare ``apply_fn``.
 
     Returns:
       ``explain(params, x, target=None) -> [B, ...]`` shaped like ``x``.
@@ -61,11 +58,6 @@ def gradient_x_input(apply_fn: ApplyFn) -> Callable[..., Array]:
     References:
       Shrikumar et al., "Not Just a Black Box", arXiv 1605.01713, 2016.
     """
-    spec = c.ModelSpec(apply_fn)
-    core = jax.jit(lambda params, x, target: x * c.input_gradient(apply_fn, params, x, target))
-
-    def explain(params, x, target=None) -> Array:
-        x, target = c.check_inputs(spec, params, x, target)
-        return core(params, x, target)
-
-    return c.attach(explain, apply_fn=apply_fn, name="gradient_x_input")
+    m = as_model(model, what="gradient_x_input")
+    core = jax.jit(lambda params, x, target: x * c.input_gradient(m, params, x, target))
+    return Explainer(name="gradient_x_input", model=m, run=core, result="map")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
+from xaijax._explainer import Explainer
+from xaijax._model import as_model
 from xaijax.attribution import _common as c
-from xaijax.typing import ApplyFn, Array
+from xaijax.typing import Array
 
 
 @jax.custom_vjp
@@ -105,7 +109,7 @@ def replace_relu(fn: Callable, relu: Callable[[Array], Array] = guided_relu) -> 
     return wrapped
 
 
-def guided_backprop(apply_fn: ApplyFn) -> Callable[..., Array]:
+def guided_backprop(model: Any) -> Explainer:
     """Guided backpropagation: the gradient with the guided ReLU backward rule.
 
     At every ReLU the backward pass keeps a gradient only where both the forward input and the
@@ -114,7 +118,7 @@ def guided_backprop(apply_fn: ApplyFn) -> Callable[..., Array]:
     unedited. A model without ReLUs gets exactly its gradient.
 
     Args:
-      apply_fn: the model, ``apply_fn(params, x) -> logits [B, C]``.
+      model: an :class:`~xaijax.Model`, a Linen module or a bare ``apply_fn``.
 
     Returns:
       ``explain(params, x, target=None) -> [B, ...]`` shaped like ``x``.
@@ -129,12 +133,7 @@ def guided_backprop(apply_fn: ApplyFn) -> Callable[..., Array]:
     References:
       Springenberg et al., "Striving for Simplicity: The All Convolutional Net", ICLR-W 2015.
     """
-    guided_apply = replace_relu(apply_fn)
-    spec = c.ModelSpec(apply_fn)
-    core = jax.jit(lambda params, x, target: c.input_gradient(guided_apply, params, x, target))
-
-    def explain(params, x, target=None) -> Array:
-        x, target = c.check_inputs(spec, params, x, target)
-        return core(params, x, target)
-
-    return c.attach(explain, apply_fn=apply_fn, name="guided_backprop")
+    m = as_model(model, what="guided_backprop")
+    guided = dataclasses.replace(m, apply_fn=replace_relu(m.apply_fn))
+    core = jax.jit(lambda params, x, target: c.input_gradient(guided, params, x, target))
+    return Explainer(name="guided_backprop", model=m, run=core, result="map")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +12,10 @@ import numpy as np
 
 from xaijax import _filters, errors
 from xaijax import _validation as v
+from xaijax._explainer import Explainer, options
+from xaijax._model import Model, as_model
 from xaijax.attribution import _common as c
-from xaijax.typing import ApplyFn, Array
+from xaijax.typing import Array
 
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
@@ -20,9 +23,14 @@ METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid
 def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Path positions ``alpha`` in [0, 1] and weights for ``steps`` gradient evaluations.
 
-    The rules match Captum's ``approximation_parameters``: left/right/middle Riemann sums with
-    weight ``1/steps``; the trapezoid rule on ``linspace(0, 1, steps)``; Gauss-Legendre nodes
-    mapped from [-1, 1] to [0, 1] (weights halved).
+    Left/right/middle Riemann sums with weight ``1/steps`` and Gauss-Legendre nodes mapped from
+    [-1, 1] to [0, 1] (weights halved) match Captum's ``approximation_parameters``. The trapezoid
+    rule is the composite trapezoid rule on ``linspace(0, 1, steps)``: its weights sum to 1, as
+    an integral over [0, 1] needs. Captum's ``riemann_trapezoid`` weights sum to
+    ``(steps - 1) / steps`` (it scales the rule by ``1/steps`` instead of ``1/(steps - 1)``), so
+    its attributions are smaller by that factor; xaijax keeps the correct rule.
+    Nodes and weights are float64 NumPy arrays; explainers cast them to the input's dtype, so
+    float64 IG (``jax_enable_x64``) integrates with float64 nodes.
     """
     v.check_choice(method, "method", METHODS)
     n = v.check_positive_int(steps, "steps")
@@ -66,37 +74,40 @@ def make_baseline(baseline, x: Array, blur_sigma: float) -> Array:
 
 
 def integrated_gradients(
-    apply_fn: ApplyFn,
+    model: Any,
     *,
     steps: int = 50,
     method: str = "gausslegendre",
     baseline="zero",
     blur_sigma: float = 5.0,
-    batch_size: int | None = None,
-) -> Callable[..., Array]:
+    chunk_size: int | None = None,
+) -> Explainer:
     """Integrated Gradients: the path integral of the gradient from a baseline to the input.
 
     .. math:: a(x) = (x - x_0) \\odot \\int_0^1 \\nabla f_t(x_0 + \\alpha (x - x_0))\\, d\\alpha
 
     The integral is a quadrature over ``steps`` points (Captum's rules). Memory is bounded by
-    ``batch_size``: the number of path points evaluated together (each model call sees
-    ``B * batch_size`` inputs), so 256 steps with ``batch_size=32`` need the memory of 32.
-    On CPU one path point per call was measured fastest (``experiments/bench/attribution.py``).
+    ``chunk_size``: the number of path points evaluated together (each model call sees
+    ``B * chunk_size`` inputs), so 256 steps with ``chunk_size=32`` need the memory of 32.
 
     Args:
-      apply_fn: the model, ``apply_fn(params, x) -> logits [B, C]``.
+      model: an :class:`~xaijax.Model` (its ``score``, the logits by default, is explained), a
+        Linen module, or a bare ``apply_fn(params, x) -> logits [B, C]``.
       steps: number of path points.
       method: ``"gausslegendre"`` (Captum's default), ``"riemann_left"``, ``"riemann_right"``,
         ``"riemann_middle"`` or ``"riemann_trapezoid"``.
       baseline: ``"zero"``, ``"blur"`` (the input Gaussian-blurred with ``blur_sigma``), an array
         broadcastable to ``x``, or a callable ``x -> x0``. Can be overridden per call.
       blur_sigma: sigma in pixels of the ``"blur"`` baseline.
-      batch_size: path points per model call; ``None`` evaluates all steps at once.
+      chunk_size: path points per model call; ``None`` evaluates all steps at once.
 
     Returns:
-      ``explain(params, x, target=None, *, baseline=None) -> [B, ...]`` shaped like ``x``. The
-      target of every path point is the target (or predicted class) at ``x``. Completeness:
-      ``attr.sum() ~= f_t(x) - f_t(x0)`` (see :func:`convergence_delta`).
+      An :class:`~xaijax.Explainer` ``explain(params, x, target=None, *, baseline=None) ->
+      [B, ...]`` shaped like ``x``. The target of every path point is the target (or the class
+      of highest score) at ``x``. Completeness: ``attr.sum() ~= f_t(x) - f_t(x0)`` (see
+      :func:`convergence_delta`). Where the model's scores at ``x`` are not finite the map is
+      NaN (an eager call then raises :class:`~xaijax.errors.NonFiniteOutputError`) rather
+      than a finite map of a meaningless integral.
 
     Example:
       >>> import jax.numpy as jnp, xaijax
@@ -108,44 +119,75 @@ def integrated_gradients(
     References:
       Sundararajan, Taly, Yan, "Axiomatic Attribution for Deep Networks", ICML 2017.
     """
-    alphas, weights = quadrature(method, steps)
+    m = as_model(model, what="integrated_gradients")
+    alphas_np, weights_np = quadrature(method, steps)
     chunk = (
-        steps if batch_size is None else min(v.check_positive_int(batch_size, "batch_size"), steps)
+        steps if chunk_size is None else min(v.check_positive_int(chunk_size, "chunk_size"), steps)
     )
     num_chunks = math.ceil(steps / chunk)
     pad = num_chunks * chunk - steps
-    alphas = jnp.asarray(np.concatenate([alphas, np.zeros(pad)]), jnp.float32)
-    weights = jnp.asarray(np.concatenate([weights, np.zeros(pad)]), jnp.float32)
-    spec = c.ModelSpec(apply_fn)
+    alphas_np = np.concatenate([alphas_np, np.zeros(pad)])
+    weights_np = np.concatenate([weights_np, np.zeros(pad)])
+    v.check_positive_number(blur_sigma, "blur_sigma")
     if isinstance(baseline, str):
         v.check_choice(baseline, "baseline", ("zero", "blur"))
 
     def chunk_fn(i, params, x, x0, target):
+        # Nodes and weights in the input's dtype: float64 IG integrates with float64 nodes.
+        alphas = jnp.asarray(alphas_np, x.dtype)
+        weights = jnp.asarray(weights_np, x.dtype)
         a = jax.lax.dynamic_slice_in_dim(alphas, i * chunk, chunk)
         w = jax.lax.dynamic_slice_in_dim(weights, i * chunk, chunk)
         delta = x - x0
-        # [B, chunk, ...]: examples outermost, so a batch spread over devices stays spread
-        # when the path points are flattened into one model batch (xaijax._devices).
+        # [B, chunk, ...]: examples outermost, so a batch sharded over devices stays sharded
+        # when the path points are flattened into one model batch (no collective).
         path = x0[:, None] + a.reshape((1, chunk) + (1,) * (x.ndim - 1)) * delta[:, None]
         flat = path.reshape((x.shape[0] * chunk,) + x.shape[1:])
-        grads = c.input_gradient(apply_fn, params, flat, jnp.repeat(target, chunk))
+        grads = c.input_gradient(m, params, flat, jnp.repeat(target, chunk))
         return jnp.tensordot(grads.reshape(path.shape), w, axes=((1,), (0,)))
 
     jitted_chunk = jax.jit(chunk_fn)
-    predict = jax.jit(lambda params, x: c.predicted_class(apply_fn, params, x))
+    start = jax.jit(functools.partial(_start, m))
 
-    def explain(params, x, target=None, *, baseline=None) -> Array:
-        x, target = c.check_inputs(spec, params, x, target)
-        if target is None:
-            target = predict(params, x)
+    def run(params, x, target=None, *, baseline=None) -> Array:
         x0 = _baseline(default_baseline if baseline is None else baseline, x, blur_sigma)
+        target, finite = start(params, x, target)
         total = c.chunked_sum(
             chunk_fn, num_chunks, (params, x, x0, target), jitted_chunk=jitted_chunk
         )
-        return _finish(x, x0, total)
+        return _finish(x, x0, total, finite)
+
+    def check(params, x, target, kwargs):
+        if kwargs.get("baseline") is not None:
+            b = kwargs["baseline"]
+            if isinstance(b, str):
+                v.check_choice(b, "baseline", ("zero", "blur"))
+            elif not callable(b):
+                base = jnp.asarray(b)
+                v.check_finite(base, "baseline")
+        return x, target, kwargs
 
     default_baseline = baseline
-    return c.attach(explain, apply_fn=apply_fn, name="integrated_gradients")
+    return Explainer(
+        name="integrated_gradients",
+        model=m,
+        run=run,
+        result="map",
+        options=options(
+            steps=steps,
+            method=method,
+            baseline=baseline if isinstance(baseline, str) else "array",
+            blur_sigma=blur_sigma,
+            chunk_size=chunk_size,
+        ),
+        check=check,
+    )
+
+
+def _start(m: Model, params, x, target):
+    """The target (or class of highest score) at ``x`` and whether the scores there are finite."""
+    scores = m.scores(params, x)
+    return c.resolve(scores, target), jnp.all(jnp.isfinite(scores), axis=-1)
 
 
 def _baseline(baseline, x, blur_sigma):
@@ -158,14 +200,18 @@ _blur = jax.jit(_filters.gaussian_blur, static_argnums=1)
 
 
 @jax.jit
-def _finish(x, x0, total):
-    return (x - x0) * total
+def _finish(x, x0, total, finite):
+    out = (x - x0) * total
+    return jnp.where(c.broadcast_like(finite, out), out, jnp.nan)
 
 
-def convergence_delta(apply_fn: ApplyFn, params, x, attributions, target, baseline=None) -> Array:
-    """Completeness gap ``sum(attr) - (f_t(x) - f_t(x0))`` per example ``[B]`` (Captum's delta)."""
+def convergence_delta(model: Any, params, x, attributions, target, baseline=None) -> Array:
+    """Completeness gap ``sum(attr) - (f_t(x) - f_t(x0))`` per example ``[B]`` (Captum's delta).
+
+    ``f_t`` is the model's explained score (see :class:`~xaijax.Model`)."""
+    m = as_model(model, what="convergence_delta")
     x = jnp.asarray(x)
     x0 = jnp.zeros_like(x) if baseline is None else jnp.broadcast_to(jnp.asarray(baseline), x.shape)
     target = jnp.asarray(target, jnp.int32)
-    diff = c.select(apply_fn(params, x), target) - c.select(apply_fn(params, x0), target)
+    diff = c.select(m.scores(params, x), target) - c.select(m.scores(params, x0), target)
     return jnp.sum(attributions.reshape(x.shape[0], -1), axis=1) - diff

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +12,10 @@ import numpy as np
 
 from xaijax import _validation as v
 from xaijax import errors
+from xaijax._explainer import Explainer, options
+from xaijax._model import as_model
 from xaijax.attribution import _common as c
-from xaijax.typing import ApplyFn, Array
+from xaijax.typing import Array
 
 
 def _pair(value, n: int, name: str) -> tuple[int, ...]:
@@ -25,26 +28,29 @@ def _pair(value, n: int, name: str) -> tuple[int, ...]:
 
 
 def occlusion(
-    apply_fn: ApplyFn,
+    model: Any,
     *,
     window: int | Sequence[int] = 8,
     stride: int | Sequence[int] | None = None,
     fill: float = 0.0,
-    batch_size: int | None = 16,
-) -> Callable[..., Array]:
-    """Occlusion: the drop of the target logit when a sliding window is filled with ``fill``.
+    chunk_size: int | None = 16,
+) -> Explainer:
+    """Occlusion: the drop of the target score when a sliding window is filled with ``fill``.
 
     Every window position ``j`` occludes all channels of a ``window`` patch; each input location
-    gets the mean of ``f_t(x) - f_t(x_j)`` over the windows that cover it (0 where none does), as
-    in Captum's ``Occlusion``. Windows are evaluated ``batch_size`` at a time.
+    gets the mean of ``f_t(x) - f_t(x_j)`` over the windows that cover it, as in Captum's
+    ``Occlusion``: along an axis of size ``s`` windows start at ``0, stride, 2 stride, ...``,
+    ``ceil((s - window) / stride) + 1`` of them, and the last one is clipped at the border when
+    the stride does not tile the axis, so every location is covered. Windows are evaluated
+    ``chunk_size`` at a time.
 
     Args:
-      apply_fn: the model, ``apply_fn(params, x) -> logits [B, C]``; ``x`` is
+      model: an :class:`~xaijax.Model`, a Linen module or a bare ``apply_fn``; ``x`` is
         ``[B, *spatial, C]`` (images ``[B, H, W, C]``, video ``[B, T, H, W, C]``).
       window: window size per spatial axis (an int means the same on every axis).
       stride: window step per spatial axis; ``None`` means ``window // 2`` (at least 1).
-      fill: the value written into occluded positions.
-      batch_size: windows per model call (memory bound); ``None`` means all at once.
+      fill: the finite value written into occluded positions.
+      chunk_size: windows per model call (memory bound); ``None`` means all at once.
 
     Returns:
       ``explain(params, x, target=None) -> [B, *spatial, C]`` shaped like ``x`` (the value is the
@@ -60,7 +66,10 @@ def occlusion(
     References:
       Zeiler, Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014.
     """
-    spec = c.ModelSpec(apply_fn)
+    net = as_model(model, what="occlusion")
+    fill = v.check_number(fill, "fill")
+    if chunk_size is not None:
+        v.check_positive_int(chunk_size, "chunk_size")
     cache: dict = {}
 
     def build(spatial: tuple[int, ...]):
@@ -74,13 +83,11 @@ def occlusion(
                 f"`window`={win} is larger than the input's spatial shape {spatial}: use a "
                 "smaller window."
             )
-        counts = [(s - w) // st + 1 for s, w, st in zip(spatial, win, std, strict=True)]
+        # Captum's count: the last window may start less than a window from the border and is
+        # clipped there (the mask below stops at the border by itself).
+        counts = [-(-(s - w) // st) + 1 for s, w, st in zip(spatial, win, std, strict=True)]
         total = int(np.prod(counts))
-        chunk = (
-            total
-            if batch_size is None
-            else min(v.check_positive_int(batch_size, "batch_size"), total)
-        )
+        chunk = total if chunk_size is None else min(chunk_size, total)
         num_chunks = math.ceil(total / chunk)
         grids = [jnp.arange(s) for s in spatial]
 
@@ -103,15 +110,15 @@ def occlusion(
             # Examples stay the outer axis of the flattened batch, so a batch sharded over
             # devices stays sharded (no all-gather; see experiments/bench/attribution.py).
             flat = occluded.reshape((x.shape[0] * chunk,) + x.shape[1:])
-            scores = c.select(apply_fn(params, flat), jnp.repeat(target, chunk))
+            scores = c.select(net.scores(params, flat), jnp.repeat(target, chunk))
             drop = (base[:, None] - scores.reshape(-1, chunk)) * valid[None]  # [B, k]
             return jnp.einsum("bk,k...->b...", drop, masks), jnp.sum(masks, axis=0)
 
         @jax.jit
         def prepare(params, x, target):
-            logits = apply_fn(params, x)
-            t = c.resolve_target(logits, target)
-            return t, c.select(logits, t)
+            scores = net.scores(params, x)
+            t = c.resolve(scores, target)
+            return t, c.select(scores, t)
 
         @jax.jit
         def finish(x, summed, count):
@@ -121,45 +128,62 @@ def occlusion(
 
         return chunk_fn, jax.jit(chunk_fn), num_chunks, prepare, finish
 
-    def explain(params, x, target=None) -> Array:
-        x, target = c.check_inputs(spec, params, x, target)
+    def program(x):
+        spatial = tuple(x.shape[1:-1])
+        if spatial not in cache:
+            cache[spatial] = build(spatial)
+        return cache[spatial]
+
+    def check(params, x, target, kwargs):
         if x.ndim < 3:
             raise errors.InputShapeError(
                 f"`x` must be [B, *spatial, C] for occlusion, got shape {list(x.shape)}."
             )
-        spatial = tuple(x.shape[1:-1])
-        if spatial not in cache:
-            cache[spatial] = build(spatial)
-        chunk_fn, jitted, num_chunks, prepare, finish = cache[spatial]
+        program(x)  # window and stride checked against the input's size
+        return x, target, kwargs
+
+    def run(params, x, target=None) -> Array:
+        chunk_fn, jitted, num_chunks, prepare, finish = program(x)
         t, base = prepare(params, x, target)
         summed, count = c.chunked_sum(
             chunk_fn, num_chunks, (params, x, t, base), jitted_chunk=jitted
         )
         return finish(x, summed, count)
 
-    return c.attach(explain, apply_fn=apply_fn, name="occlusion")
+    return Explainer(
+        name="occlusion",
+        model=net,
+        run=run,
+        result="map",
+        options=options(window=window, stride=stride, fill=fill, chunk_size=chunk_size),
+        min_rank=3,
+        check=check,
+    )
 
 
 def rise(
-    apply_fn: ApplyFn,
+    model: Any,
     *,
-    masks: int = 2000,
+    num_samples: int = 2000,
     cell_size: int = 8,
     p: float = 0.5,
-    batch_size: int | None = 64,
-) -> Callable[..., Array]:
-    """RISE: saliency as the average of random masks weighted by the masked-input probability.
+    chunk_size: int | None = 64,
+) -> Explainer:
+    """RISE: saliency as the average of random masks weighted by the masked input's score.
 
     Each mask is a random binary grid with cells of ``cell_size`` pixels, kept with probability
     ``p``, upsampled bilinearly one cell larger than the image and cropped at a random shift
-    (Petsiuk et al.). The map is ``sum_i P_t(x * M_i) M_i / (N p)``, ``P`` the softmax.
+    (Petsiuk et al.). The map is ``sum_i s_t(x * M_i) M_i / (N p)`` with ``s`` the model's
+    explained score: the logits by default, like every xaijax explainer; the paper weights by
+    the softmax probability, which is ``xaijax.model(apply_fn, score="probability")``.
 
     Args:
-      apply_fn: the model, ``apply_fn(params, x) -> logits``; ``x`` is ``[B, H, W, C]``.
-      masks: number of random masks ``N``.
+      model: an :class:`~xaijax.Model`, a Linen module or a bare ``apply_fn``; ``x`` is
+        ``[B, H, W, C]``.
+      num_samples: number of random masks ``N``.
       cell_size: grid cell size in pixels.
-      p: probability that a cell is kept.
-      batch_size: masks per model call (memory bound).
+      p: probability that a cell is kept, in (0, 1].
+      chunk_size: masks per model call (memory bound); ``None`` means all at once.
 
     Returns:
       ``explain(params, x, target=None, *, key) -> [B, H, W]`` (a reduced shape: no channels).
@@ -169,15 +193,14 @@ def rise(
       Petsiuk, Das, Saenko, "RISE: Randomized Input Sampling for Explanation of Black-box
       Models", BMVC 2018.
     """
-    total = v.check_positive_int(masks, "masks")
+    net = as_model(model, what="rise")
+    total = v.check_positive_int(num_samples, "num_samples")
     cell = v.check_positive_int(cell_size, "cell_size")
-    if not 0.0 < p <= 1.0:
-        raise errors.InvalidArgumentError(f"`p` must be in (0, 1], got {p!r}.")
+    p = v.check_fraction(p, "p")
     chunk = (
-        total if batch_size is None else min(v.check_positive_int(batch_size, "batch_size"), total)
+        total if chunk_size is None else min(v.check_positive_int(chunk_size, "chunk_size"), total)
     )
     num_chunks = math.ceil(total / chunk)
-    spec = c.ModelSpec(apply_fn)
 
     def make_masks(key, idx, h, w):
         gh, gw = math.ceil(h / cell), math.ceil(w / cell)
@@ -199,23 +222,33 @@ def rise(
         m = make_masks(key, idx, h, w)  # [k, H, W]
         masked = x[:, None] * m[None, :, :, :, None]  # [B, k, H, W, C], examples outermost
         flat = masked.reshape((b * chunk,) + x.shape[1:])
-        probs = jax.nn.softmax(apply_fn(params, flat), axis=-1)
-        score = c.select(probs, jnp.repeat(target, chunk)).reshape(b, chunk) * valid[None]
+        scores = net.scores(params, flat)
+        score = c.select(scores, jnp.repeat(target, chunk)).reshape(b, chunk) * valid[None]
         return jnp.einsum("bk,khw->bhw", score, m)
 
     jitted = jax.jit(chunk_fn)
-    predict = jax.jit(lambda params, x: c.predicted_class(apply_fn, params, x))
+    predict = jax.jit(lambda params, x: c.resolve(net.scores(params, x), None))
 
-    def explain(params, x, target=None, *, key=None) -> Array:
-        key = v.check_key(key)
-        x, target = c.check_inputs(spec, params, x, target)
+    def check(params, x, target, kwargs):
         if x.ndim != 4:
             raise errors.InputShapeError(
                 f"`x` must be images [B, H, W, C] for RISE, got shape {list(x.shape)}."
             )
+        return x, target, kwargs
+
+    def run(params, x, target=None, *, key) -> Array:
         if target is None:
             target = predict(params, x)
         summed = c.chunked_sum(chunk_fn, num_chunks, (params, x, target, key), jitted_chunk=jitted)
         return summed / (total * p)
 
-    return c.attach(explain, apply_fn=apply_fn, name="rise")
+    return Explainer(
+        name="rise",
+        model=net,
+        run=run,
+        result="spatial_map",
+        options=options(num_samples=total, cell_size=cell, p=p, chunk_size=chunk_size),
+        stochastic=True,
+        min_rank=4,
+        check=check,
+    )

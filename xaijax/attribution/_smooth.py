@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from xaijax import _validation as v
+from xaijax._explainer import Explainer, as_explainer, options
 from xaijax.attribution import _common as c
 from xaijax.typing import Array
 
@@ -16,14 +17,14 @@ KINDS = ("smoothgrad", "squaregrad", "vargrad")
 
 
 def smooth(
-    explainer: Callable[..., Array],
+    explainer: Any,
     *,
-    samples: int = 16,
+    num_samples: int = 16,
     noise: float = 0.15,
     kind: str = "smoothgrad",
     relative_noise: bool = True,
-    batch_size: int | None = None,
-) -> Callable[..., Array]:
+    chunk_size: int | None = None,
+) -> Explainer:
     """Averages an explainer over Gaussian-noised copies of the input (a noise tunnel).
 
     ``smooth(gradient(f))`` is SmoothGrad; ``smooth(integrated_gradients(f))`` is SmoothGrad over
@@ -37,21 +38,24 @@ def smooth(
     * ``"vargrad"``: variance of the attributions.
 
     Args:
-      explainer: any xaijax explainer ``explain(params, x, target=None, **kw)``.
-      samples: number of noisy copies.
-      noise: noise level (see above).
+      explainer: an :class:`~xaijax.Explainer` (``jax.jit`` of one and ``functools.partial``
+        of one with keywords are read through; a bare function raises
+        :class:`~xaijax.errors.NotAnExplainerError`: wrap it with :func:`xaijax.explainer`).
+      num_samples: number of noisy copies.
+      noise: noise level (see above), >= 0.
       kind: ``"smoothgrad"``, ``"squaregrad"`` or ``"vargrad"``.
       relative_noise: scale ``noise`` by each example's value range.
-      batch_size: noisy copies evaluated together; ``None`` means all at once.
+      chunk_size: noisy copies evaluated together; ``None`` means all at once.
 
     Returns:
-      ``explain(params, x, target=None, *, key, **kw) -> [B, ...]``. ``target=None`` resolves to
-      the class predicted on the clean input, so every noisy copy explains the same class.
-      Extra keyword arguments go to the inner explainer.
+      An :class:`~xaijax.Explainer` ``explain(params, x, target=None, *, key, **kw) -> [B,
+      ...]``. ``target=None`` resolves to the class of highest score on the clean input (the
+      inner explainer's model), so every noisy copy explains the same class. Extra keyword
+      arguments go to the inner explainer.
 
     Example:
       >>> import jax, jax.numpy as jnp, xaijax
-      >>> sg = xaijax.smooth(xaijax.gradient(lambda p, x: x @ p), samples=4)
+      >>> sg = xaijax.smooth(xaijax.gradient(lambda p, x: x @ p), num_samples=4)
       >>> sg(jnp.eye(2), jnp.ones((1, 2)), jnp.array([1]), key=jax.random.key(0)).tolist()
       [[0.0, 1.0]]
 
@@ -60,21 +64,22 @@ def smooth(
       Adebayo et al., "Local explanation methods for deep neural networks lack sensitivity to
       parameter values" (VarGrad), ICLR-W 2018.
     """
+    inner = as_explainer(explainer, "smooth")
     v.check_choice(kind, "kind", KINDS)
-    samples = v.check_positive_int(samples, "samples")
+    samples = v.check_positive_int(num_samples, "num_samples")
+    v.check_positive_number(noise, "noise", allow_zero=True)
     chunk = (
         samples
-        if batch_size is None
-        else min(v.check_positive_int(batch_size, "batch_size"), samples)
+        if chunk_size is None
+        else min(v.check_positive_int(chunk_size, "chunk_size"), samples)
     )
     num_chunks = math.ceil(samples / chunk)
-    apply_fn = getattr(explainer, "apply_fn", None)
-    spec = c.ModelSpec(apply_fn) if apply_fn is not None else None
-    predict = (
-        jax.jit(lambda params, x: c.predicted_class(apply_fn, params, x)) if apply_fn else None
-    )
+    m = inner.model
+    predict = jax.jit(lambda params, x: c.resolve(m.scores(params, x), None))
+    bound = dict(inner.bound)
 
     def chunk_fn(i, params, x, target, key, kwargs):
+        kwargs = {**bound, **kwargs}
         idx = i * chunk + jnp.arange(chunk)
         valid = (idx < samples).astype(x.dtype)
         lo = jnp.min(x.reshape(x.shape[0], -1), axis=1)
@@ -84,40 +89,64 @@ def smooth(
         def one(j):
             # One draw per sample, shared by the batch: an example's noise does not depend on
             # its position in the batch, so batched results equal per-example results.
-            eps = jax.random.normal(jax.random.fold_in(key, j), x.shape[1:], x.dtype)
-            return explainer(params, x + sigma * eps[None], target, **kwargs)
+            draw = jax.random.fold_in(key, j)
+            eps = jax.random.normal(draw, x.shape[1:], x.dtype)
+            extra = {"key": jax.random.fold_in(draw, 1)} if inner.stochastic else {}
+            return inner.run(params, x + sigma * eps[None], target, **kwargs, **extra)
 
-        if kwargs:  # per-call arguments may carry the batch axis: one call per sample
+        if kwargs or inner.stochastic:  # per-call arguments may carry the batch axis
             attrs = jax.vmap(one)(idx)
             w = valid.reshape((chunk,) + (1,) * (attrs.ndim - 1))
             return jnp.sum(w * attrs, axis=0), jnp.sum(w * attrs * attrs, axis=0)
-        # One call on [B * chunk] noisy copies, examples outermost: a batch spread over devices
-        # stays spread (no all-gather, see xaijax._devices), and the model sees one big batch.
+        # One call on [B * chunk] noisy copies, examples outermost: a sharded batch stays
+        # sharded (no collective), and the model sees one big batch.
         eps = jax.vmap(
             lambda j: jax.random.normal(jax.random.fold_in(key, j), x.shape[1:], x.dtype)
         )(idx)
         scale = sigma[:, None] if relative_noise else sigma
         noisy = x[:, None] + scale * eps[None]  # [B, chunk, ...]
         b = x.shape[0]
-        flat_target = None if target is None else jnp.repeat(target, chunk)
-        attrs = explainer(params, noisy.reshape((b * chunk,) + x.shape[1:]), flat_target)
+        flat = noisy.reshape((b * chunk,) + x.shape[1:])
+        attrs = inner.run(params, flat, jnp.repeat(target, chunk))
         attrs = attrs.reshape((b, chunk) + attrs.shape[1:])
         w = valid.reshape((1, chunk) + (1,) * (attrs.ndim - 2))
         return jnp.sum(w * attrs, axis=1), jnp.sum(w * attrs * attrs, axis=1)
 
     jitted_chunk = jax.jit(chunk_fn)
 
-    def explain(params, x, target=None, *, key=None, **kwargs) -> Array:
-        key = v.check_key(key)
-        x, target = c.check_inputs(spec, params, x, target)
-        if target is None and predict is not None:
+    def run(params, x, target=None, *, key, **kwargs) -> Array:
+        if target is None:
             target = predict(params, x)
         s1, s2 = c.chunked_sum(
             chunk_fn, num_chunks, (params, x, target, key, kwargs), jitted_chunk=jitted_chunk
         )
         return _combine(s1, s2, kind, samples)
 
-    return c.attach(explain, apply_fn=apply_fn, name=f"smooth({getattr(explainer, 'name', '?')})")
+    def check(params, x, target, kwargs):
+        if inner.check is not None:
+            rest = {k: val for k, val in kwargs.items() if k != "key"}
+            x, target, rest = inner.check(params, x, target, rest)
+            kwargs = {**rest, "key": kwargs["key"]}
+        return x, target, kwargs
+
+    return Explainer(
+        name=f"smooth({inner.name})",
+        model=m,
+        run=run,
+        result=inner.result,
+        options=options(
+            num_samples=samples,
+            noise=noise,
+            kind=kind,
+            relative_noise=relative_noise,
+            chunk_size=chunk_size,
+        ),
+        inner=inner,
+        stochastic=True,
+        integer_inputs=False,
+        min_rank=inner.min_rank,
+        check=check,
+    )
 
 
 def _combine(s1, s2, kind, n):
