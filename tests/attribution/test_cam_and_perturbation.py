@@ -147,7 +147,9 @@ def _captum_occlusion(w, x, window, stride):
     [H, W, C]): ``ceil((s - window) / stride) + 1`` windows per axis starting at multiples of the
     stride, the last one clipped at the border, attributions averaged over covering windows."""
     h, wd, _ = x.shape
-    counts = [int(np.ceil((s - k) / st)) + 1 for s, k, st in zip((h, wd), window, stride)]
+    counts = [
+        int(np.ceil((s - k) / st)) + 1 for s, k, st in zip((h, wd), window, stride, strict=True)
+    ]
     total = np.zeros((h, wd))
     seen = np.zeros((h, wd))
     base = float(np.sum(w * x))
