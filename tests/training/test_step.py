@@ -97,16 +97,21 @@ def test_create_train_state_matches_model_init():
     jax.tree.map(np.testing.assert_array_equal, state.opt_state, tx.init(expected))
 
 
-def test_create_train_state_errors():
+def test_create_train_state_keeps_batch_stats_and_errors():
     class WithBatchNorm(nn.Module):
         @nn.compact
         def __call__(self, x):
             return nn.Dense(2)(nn.BatchNorm(use_running_average=False)(x))
 
-    with pytest.raises(errors.InvalidArgumentError, match="BatchNorm"):
-        training.create_train_state(WithBatchNorm(), jnp.zeros((2, 3)), key=jax.random.key(0))
+    # BatchNorm statistics used to be refused; they are now the state's model_state.
+    state = training.create_train_state(WithBatchNorm(), jnp.zeros((2, 3)), key=jax.random.key(0))
+    assert sorted(state.model_state) == ["batch_stats"]
+    np.testing.assert_array_equal(state.model_state["batch_stats"]["BatchNorm_0"]["var"], 1.0)
+    assert sorted(state.variables) == ["batch_stats", "params"]
     with pytest.raises(errors.MissingKeyError, match="key"):
         training.create_train_state(WithBatchNorm(), jnp.zeros((2, 3)), key=None)
+    with pytest.raises(errors.InvalidArgumentError, match="flax.linen.Module"):
+        training.create_train_state(_linear_apply, jnp.zeros((2, 3)), key=jax.random.key(0))
 
 
 def test_default_optimizer_schedule_and_errors():
