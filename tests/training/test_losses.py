@@ -145,7 +145,10 @@ def test_loss_errors_are_named(two_head_problem):
     state = training.TrainState(
         step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params)
     )
-    vector_loss = lambda out, y: optax.sigmoid_binary_cross_entropy(out["attributes"], y)  # noqa: E731
+
+    def vector_loss(outputs, labels):
+        return optax.sigmoid_binary_cross_entropy(outputs["attributes"], labels)
+
     step = training.make_train_step(_two_heads, tx, loss=vector_loss)
     with pytest.raises(errors.InvalidArgumentError, match="scalar"):
         step(state, x, labels["attributes"])

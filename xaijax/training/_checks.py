@@ -119,7 +119,7 @@ def raise_for(
 
 
 def check_arrays(
-    x: np.ndarray,
+    x: Any,
     labels: PyTree,
     rules: Sequence[Rule],
     *,
@@ -127,21 +127,26 @@ def check_arrays(
     label_names: dict[tuple, str],
     chunk: int = 1024,
 ) -> None:
-    """Checks a whole in-memory dataset before training: chunks of ``chunk`` examples (the last
-    padded by repeating its first row, so one compilation), one scalar brought back at the end."""
+    """Checks a whole in-memory dataset (NumPy or device arrays) before training.
+
+    Chunks of ``chunk`` examples (the last one filled up by repeating its last row, so there is
+    one compilation) are reduced on the device into one int32 bit mask, and that scalar is the
+    only thing brought back (an explicit ``jax.device_get``).
+    """
     rules = tuple(rules)
-    arrays = [np.asarray(pick(labels, r.path)) for r in rules]
+    arrays = [x, *(pick(labels, r.path) for r in rules)]
     n = len(x)
     size = min(chunk, n)
     code = jnp.zeros((), jnp.int32)
     for start in range(0, n, size):
-        parts = [x[start : start + size], *(a[start : start + size] for a in arrays)]
-        if len(parts[0]) < size:
-            pad = size - len(parts[0])
-            parts = [np.concatenate([p, np.repeat(p[:1], pad, axis=0)]) for p in parts]
+        if start + size <= n:
+            parts = [a[start : start + size] for a in arrays]
+        else:
+            idx = np.minimum(np.arange(start, start + size), n - 1)
+            parts = [a[idx] for a in arrays]
         code = flags(parts[0], tuple(parts[1:]), code, rules=rules)
     raise_for(
-        int(code),
+        int(jax.device_get(code)),
         rules,
         input_name=input_name,
         label_names=label_names,

@@ -75,9 +75,12 @@ class _Labels(NamedTuple):
     data_keys: tuple[str, ...]
     heads: tuple[str, ...] | None
 
-    def build(self, arrays: tuple[np.ndarray, ...]) -> PyTree:
-        arrays = tuple(_label_dtype(a) for a in arrays)
+    def tree(self, arrays: tuple[Any, ...]) -> PyTree:
         return arrays[0] if self.heads is None else dict(zip(self.heads, arrays, strict=True))
+
+    def build(self, arrays: tuple[np.ndarray, ...]) -> PyTree:
+        """The labels of a batch, integer ones as int32 and floating ones as float32."""
+        return self.tree(tuple(_label_dtype(a) for a in arrays))
 
     def names(self) -> dict[tuple, str]:
         if self.heads is None:
@@ -364,8 +367,8 @@ def train(
         finished = latest is not None and latest >= steps
         if isinstance(train_data, Mapping) and not finished:
             _checks.check_arrays(
-                np.asarray(train_data[input_key]),
-                spec.build(tuple(np.asarray(train_data[k]) for k in spec.data_keys)),
+                train_data[input_key],
+                spec.tree(tuple(train_data[k] for k in spec.data_keys)),
                 rules,
                 input_name=input_key,
                 label_names=label_names,
