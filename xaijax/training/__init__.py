@@ -2,8 +2,7 @@
 evaluation, orbax checkpoints, resume.
 
 * :func:`create_train_state`, :func:`make_train_step` (jitted; a loss over the model's outputs,
-  softmax cross-entropy by default; BatchNorm statistics and dropout keys as the module
-  docstring of ``xaijax.training._step`` states: a ``train`` argument of ``__call__``),
+  softmax cross-entropy by default; BatchNorm statistics and dropout keys as stated below),
   :func:`evaluate` (fixed-shape padded batches, eval mode).
 * Losses, pure functions ``loss(outputs, labels)``: :func:`cross_entropy`,
   :func:`classification_loss` (the default: cross-entropy and accuracy),
@@ -16,6 +15,29 @@ evaluation, orbax checkpoints, resume.
 * :func:`train`: deterministic, data-parallel over the available devices, with tqdm progress,
   periodic checkpoints, exact resume, and named errors for bad data or a loss that turns NaN;
   :func:`train_or_restore` caches finished runs.
+
+Models with state or randomness (Flax Linen): the convention
+-------------------------------------------------------------
+:func:`create_train_state` keeps every variable collection besides ``"params"`` (BatchNorm's
+``"batch_stats"``, ...) in ``TrainState.model_state`` (``"intermediates"``, which ``sow``
+fills, is not state and is dropped). When the module's ``__call__`` takes an argument named
+``train``, the module is called
+
+* at initialisation: ``module.init(key, x, train=False)``;
+* in a train step: ``module.apply({"params": params, **model_state}, x, train=True,
+  mutable=sorted(model_state), rngs={"dropout": jax.random.fold_in(step_key, 0)})``, and the
+  updated collections become the new ``model_state``;
+* in evaluation: ``module.apply({"params": params, **model_state}, x, train=False)``, so
+  BatchNorm uses its running averages (``nn.BatchNorm(use_running_average=not train)``) and
+  dropout is off (``nn.Dropout(rate, deterministic=not train)``), as in Flax's examples.
+
+A module without a ``train`` argument is called the same way without it. ``step_key`` is
+``jax.random.fold_in(state.key, state.step)`` (``state.key`` is set by
+:func:`create_train_state`), or the ``key`` passed to the step; stream ``i`` of
+``make_train_step(..., rng_streams=("dropout",))`` gets ``jax.random.fold_in(step_key, i)``.
+So a run is reproducible from its key, and no hidden global random state is used. A plain
+function ``apply_fn(params, x) -> outputs`` works everywhere a module does, for models without
+state.
 
 Example:
     >>> import numpy as np

@@ -1,26 +1,7 @@
 """Train state, the jitted optax train step over any loss, and batched evaluation.
 
-Models with state or randomness (Flax Linen): the convention
----------------------------------------------------------------
-:func:`create_train_state` keeps every variable collection besides ``"params"`` (BatchNorm's
-``"batch_stats"``, ...) in ``TrainState.model_state`` (``"intermediates"``, which ``sow``
-fills, is not state and is dropped). When the module's ``__call__`` takes an argument named
-``train``, the module is called
-
-* at initialisation: ``module.init(key, x, train=False)``;
-* in a train step: ``module.apply({"params": params, **model_state}, x, train=True,
-  mutable=sorted(model_state), rngs={"dropout": step_key})``, and the updated collections
-  become the new ``model_state``;
-* in evaluation: ``module.apply({"params": params, **model_state}, x, train=False)``, so
-  BatchNorm uses its running averages (``nn.BatchNorm(use_running_average=not train)``) and
-  dropout is off (``nn.Dropout(rate, deterministic=not train)``), as in Flax's examples.
-
-A module without a ``train`` argument is called the same way without it. The step's random key
-is ``jax.random.fold_in(state.key, state.step)`` (``state.key`` is set by
-:func:`create_train_state`), or the ``key`` passed to the step; stream ``i`` of ``rng_streams``
-gets ``jax.random.fold_in(step_key, i)``. So a run is reproducible from its key, and no hidden
-global random state is used. A plain function ``apply_fn(params, x) -> outputs`` works
-everywhere a module does, for models without state.
+The convention for Linen modules with state (BatchNorm) or randomness (dropout) is stated in
+the docstring of :mod:`xaijax.training`.
 """
 
 from __future__ import annotations
