@@ -38,6 +38,10 @@ class NonFiniteInputError(XaijaxError, ValueError):
     """An input holds NaN or Inf values."""
 
 
+class NonFiniteLossError(XaijaxError, FloatingPointError):
+    """The training loss became NaN or Inf; the message names the first step where it did."""
+
+
 class TargetOutOfRangeError(XaijaxError, ValueError):
     """A class index in ``target`` is negative or not smaller than the number of logits."""
 
@@ -113,6 +117,7 @@ __all__ = [
     "InvalidArgumentError",
     "MissingKeyError",
     "NonFiniteInputError",
+    "NonFiniteLossError",
     "SegmentMapError",
     "TargetOutOfRangeError",
     "UnknownLayerError",

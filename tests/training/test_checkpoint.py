@@ -129,3 +129,46 @@ def test_save_argument_errors(tmp_path):
         training.save_checkpoint(tmp_path, params, step=0, metadata={"f": object()})
     with pytest.raises(errors.InvalidArgumentError, match="step"):
         training.save_checkpoint(tmp_path, params, step=-1)
+
+
+def _stats(features=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "batch_stats": {
+            "BatchNorm_0": {
+                "mean": jnp.asarray(rng.normal(size=features), jnp.float32),
+                "var": jnp.asarray(rng.uniform(0.5, 2, size=features), jnp.float32),
+            }
+        }
+    }
+
+
+def test_model_state_round_trip_and_mismatch(tmp_path):
+    params, stats = _params(), _stats()
+    training.save_checkpoint(tmp_path, params, step=1, model_state=stats)
+    _assert_identical(training.restore_model_state(tmp_path, stats), stats)
+    _assert_identical(training.restore_model_state(tmp_path), stats)  # as saved
+    _assert_identical(training.restore_checkpoint(tmp_path, params), params)  # params alone
+    with pytest.raises(errors.CheckpointMismatchError) as e:
+        training.restore_model_state(tmp_path, _stats(features=6))
+    assert "batch_stats/BatchNorm_0/mean" in str(e.value) and "[6]" in str(e.value)
+    with pytest.raises(errors.CheckpointMismatchError, match="lacks"):
+        training.restore_model_state(tmp_path, {})
+    # A parameters-only checkpoint has no model state.
+    training.save_checkpoint(tmp_path / "plain", params, step=0)
+    assert training.restore_model_state(tmp_path / "plain") == {}
+    assert training.restore_model_state(tmp_path / "plain", {}) == {}
+    with pytest.raises(errors.CheckpointMismatchError, match="holds no model state"):
+        training.restore_model_state(tmp_path / "plain", stats)
+
+
+def test_damaged_model_state_raises_corrupt(tmp_path):
+    params, stats = _params(), _stats()
+    path = training.save_checkpoint(tmp_path, params, step=0, model_state=stats)
+    target = _largest_file(os.path.join(path, "model_state"))
+    data = bytearray(open(target, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    with open(target, "wb") as f:
+        f.write(bytes(data))
+    with pytest.raises(errors.CorruptCheckpointError):
+        training.restore_model_state(tmp_path, stats)

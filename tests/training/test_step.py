@@ -97,16 +97,21 @@ def test_create_train_state_matches_model_init():
     jax.tree.map(np.testing.assert_array_equal, state.opt_state, tx.init(expected))
 
 
-def test_create_train_state_errors():
+def test_create_train_state_keeps_batch_stats_and_errors():
     class WithBatchNorm(nn.Module):
         @nn.compact
         def __call__(self, x):
             return nn.Dense(2)(nn.BatchNorm(use_running_average=False)(x))
 
-    with pytest.raises(errors.InvalidArgumentError, match="BatchNorm"):
-        training.create_train_state(WithBatchNorm(), jnp.zeros((2, 3)), key=jax.random.key(0))
+    # BatchNorm statistics used to be refused; they are now the state's model_state.
+    state = training.create_train_state(WithBatchNorm(), jnp.zeros((2, 3)), key=jax.random.key(0))
+    assert sorted(state.model_state) == ["batch_stats"]
+    np.testing.assert_array_equal(state.model_state["batch_stats"]["BatchNorm_0"]["var"], 1.0)
+    assert sorted(state.variables) == ["batch_stats", "params"]
     with pytest.raises(errors.MissingKeyError, match="key"):
         training.create_train_state(WithBatchNorm(), jnp.zeros((2, 3)), key=None)
+    with pytest.raises(errors.InvalidArgumentError, match="flax.linen.Module"):
+        training.create_train_state(_linear_apply, jnp.zeros((2, 3)), key=jax.random.key(0))
 
 
 def test_default_optimizer_schedule_and_errors():
@@ -150,3 +155,174 @@ def test_evaluate_errors():
         training.evaluate(_linear_apply, params, x, np.zeros(5, np.float32))
     with pytest.raises(errors.InvalidArgumentError, match="batch_size"):
         training.evaluate(_linear_apply, params, x, np.zeros(5, np.int32), batch_size=0)
+
+
+# ---- Models with state (BatchNorm) and randomness (dropout): test-local Linen modules. ----
+
+MOMENTUM, EPS = 0.9, 1e-5
+
+
+class BatchNormNet(nn.Module):
+    """BatchNorm on the input, then one dense layer: the running stats have a NumPy oracle."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.BatchNorm(use_running_average=not train, momentum=MOMENTUM, epsilon=EPS)(x)
+        return nn.Dense(3)(x)
+
+
+class DropoutNet(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Dropout(0.5, deterministic=not train)(x)
+        return nn.Dense(3)(x)
+
+
+class BatchNormDropoutNet(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.relu(nn.Dense(8)(x))
+        x = nn.BatchNorm(use_running_average=not train, momentum=MOMENTUM)(x)
+        x = nn.Dropout(0.25, deterministic=not train)(x)
+        return nn.Dense(3)(x)
+
+
+class AlwaysBatchStats(nn.Module):
+    """No ``train`` argument: updates its statistics on every call, also in evaluation."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3)(nn.BatchNorm(use_running_average=False)(x))
+
+
+def _bn_numpy(x, mean, var, dense):
+    z = (x - mean) / np.sqrt(var + EPS)  # BatchNorm's scale 1 and bias 0 at initialisation
+    return z @ np.asarray(dense["kernel"], np.float64) + np.asarray(dense["bias"], np.float64)
+
+
+def test_batchnorm_step_updates_running_stats_and_eval_uses_them(linear_problem):
+    _, x, y = linear_problem
+    x = x * 3.0 + 2.0  # a batch mean far from the initial running mean 0
+    model = BatchNormNet()
+    tx = optax.sgd(0.1)
+    state = training.create_train_state(model, x, key=jax.random.key(0), optimizer=tx)
+    new_state, metrics = training.make_train_step(model, tx)(state, x, y)
+
+    xn = np.asarray(x, np.float64)
+    mean, var = xn.mean(0), xn.var(0)  # Flax: biased batch variance
+    stats = new_state.model_state["batch_stats"]["BatchNorm_0"]
+    # Oracle: running = momentum * initial + (1 - momentum) * batch (initial mean 0, var 1).
+    np.testing.assert_allclose(stats["mean"], MOMENTUM * 0 + (1 - MOMENTUM) * mean, rtol=1e-5)
+    np.testing.assert_allclose(stats["var"], MOMENTUM * 1 + (1 - MOMENTUM) * var, rtol=1e-5)
+    # The training loss used the batch statistics.
+    dense = state.params["Dense_0"]
+    logits = _bn_numpy(xn, mean, var, dense)
+    expected = -np.mean(np.log(_softmax(logits)[np.arange(8), np.asarray(y)]))
+    np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-4)
+    # The input state is untouched.
+    np.testing.assert_array_equal(state.model_state["batch_stats"]["BatchNorm_0"]["mean"], 0.0)
+
+    # Evaluation uses the running averages: labels predicted with them give accuracy 1.
+    dense = new_state.params["Dense_0"]
+    running = _bn_numpy(xn, np.asarray(stats["mean"]), np.asarray(stats["var"]), dense).argmax(1)
+    with_batch_stats = _bn_numpy(xn, mean, var, dense).argmax(1)
+    assert (running != with_batch_stats).any()  # so batch statistics would score below 1
+    acc = training.evaluate(
+        model, new_state.params, x, running, model_state=new_state.model_state, batch_size=8
+    )
+    assert acc == 1.0
+    with pytest.raises(errors.InvalidArgumentError, match="model_state"):
+        training.evaluate(model, new_state.params, x, running)
+
+
+def test_batchnorm_dropout_step_does_not_recompile(linear_problem, assert_no_recompile):
+    _, x, y = linear_problem
+    traces = []
+
+    def counting_loss(logits, labels):
+        traces.append(1)
+        return training.cross_entropy(logits, labels)
+
+    model = BatchNormDropoutNet()
+    tx = optax.adam(1e-2)
+    state = training.create_train_state(model, x, key=jax.random.key(0), optimizer=tx)
+    step = training.make_train_step(model, tx, loss=counting_loss)
+    state2, _ = assert_no_recompile(step, state, x, y)
+    # The updated state (new batch stats, next step's key) and a new batch reuse it too.
+    state3, _ = assert_no_recompile(step, state2, x[::-1], y[::-1])
+    assert len(traces) == 1
+    assert int(state3.step) == 2  # each check calls twice with the same state
+    before = state.model_state["batch_stats"]["BatchNorm_0"]["mean"]
+    after = state3.model_state["batch_stats"]["BatchNorm_0"]["mean"]
+    assert np.abs(np.asarray(after) - np.asarray(before)).max() > 1e-3
+
+
+def test_dropout_is_reproducible_from_the_key(linear_problem):
+    _, x, y = linear_problem
+    model = DropoutNet()
+    tx = optax.sgd(0.5)
+    step = training.make_train_step(model, tx)
+    key = jax.random.key(0, impl="rbg")
+    state = training.create_train_state(model, x, key=key, optimizer=tx)
+    again = training.create_train_state(model, x, key=key, optimizer=tx)
+    (a, ma), (b, mb) = step(state, x, y), step(again, x, y)
+    np.testing.assert_array_equal(ma["loss"], mb["loss"])
+    jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+    # Another dropout key, same parameters: other units dropped, another loss.
+    other = state.replace(key=jax.random.key(1, impl="rbg"))
+    assert float(step(other, x, y)[1]["loss"]) != float(ma["loss"])
+    # Step s draws from fold_in(state.key, s) (stream i: fold_in(., i)), or from `key=`.
+    explicit = [
+        float(step(state, x, y, key=jax.random.fold_in(state.key, s))[1]["loss"]) for s in (0, 0, 1)
+    ]
+    assert explicit[0] == explicit[1] == float(ma["loss"]) != explicit[2]
+    _, m_next = step(a, x, y)  # step 1 of the run
+    _, m_next_explicit = step(a, x, y, key=jax.random.fold_in(state.key, 1))
+    assert float(m_next["loss"]) == float(m_next_explicit["loss"])
+    # Evaluation is deterministic (dropout off) and needs no key.
+    acc = training.evaluate(model, state.params, x, y)
+    assert acc == training.evaluate(model, state.params, x, y)
+
+
+def test_state_and_randomness_errors_are_named(linear_problem):
+    params, x, y = linear_problem
+    tx = optax.sgd(0.1)
+    # A state without a key for a model that draws dropout masks.
+    state = training.create_train_state(DropoutNet(), x, key=jax.random.key(0), optimizer=tx)
+    with pytest.raises(errors.MissingKeyError, match="key="):
+        training.make_train_step(DropoutNet(), tx)(state.replace(key=None), x, y)
+    # Collections the plain apply_fn cannot use.
+    bn = training.create_train_state(BatchNormNet(), x, key=jax.random.key(0), optimizer=tx)
+    with pytest.raises(errors.InvalidArgumentError, match="Flax module itself"):
+        training.make_train_step(_linear_apply, tx)(
+            training.TrainState(
+                step=bn.step,
+                params=params,
+                opt_state=tx.init(params),
+                model_state=bn.model_state,
+            ),
+            x,
+            y,
+        )
+    # A module that updates its statistics in evaluation: trains, but cannot be evaluated.
+    model = AlwaysBatchStats()
+    s = training.create_train_state(model, x, key=jax.random.key(0), optimizer=tx)
+    s, _ = training.make_train_step(model, tx)(s, x, y)
+    with pytest.raises(errors.InvalidArgumentError, match="use_running_average=not train"):
+        training.evaluate(model, s.params, x, y, model_state=s.model_state)
+    with pytest.raises(errors.InvalidArgumentError, match="rng_streams"):
+        training.make_train_step(model, tx, rng_streams="dropout")
+
+
+def test_evaluate_picks_a_head_of_dict_outputs(linear_problem):
+    params, x, y = linear_problem
+
+    def two_heads(p, x):
+        return {"class": _linear_apply(p, x), "other": x}
+
+    expected = training.evaluate(_linear_apply, params, x, y)
+    assert training.evaluate(two_heads, params, x, y, head="class") == expected
+    with pytest.raises(errors.InvalidArgumentError, match="head="):
+        training.evaluate(two_heads, params, x, y)
+    with pytest.raises(errors.InvalidArgumentError, match="'nope'"):
+        training.evaluate(two_heads, params, x, y, head="nope")

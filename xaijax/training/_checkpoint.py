@@ -1,11 +1,13 @@
-"""Orbax checkpoints of parameters (and optimizer state), checked on restore.
+"""Orbax checkpoints of parameters (optimizer state, model state), checked on restore.
 
 A checkpoint directory is managed by ``orbax.checkpoint.CheckpointManager``: one sub-directory
 per step, written atomically (a temporary directory renamed when complete, so an interrupted
-save never shadows the previous checkpoint), holding up to three items: ``params``,
-``opt_state`` (training runs only) and ``metadata`` (JSON: step, user metadata, CRC32 of every
-array). Restoring validates the tree against the model (:class:`CheckpointMismatchError`) and
-the bytes against the CRCs (:class:`CorruptCheckpointError`).
+save never shadows the previous checkpoint), holding up to four items: ``params``,
+``opt_state`` (training runs only), ``model_state`` (the variable collections besides
+``"params"``, e.g. BatchNorm's ``batch_stats``; only for models that have them) and
+``metadata`` (JSON: step, user metadata, CRC32 of every array). Restoring validates each tree
+against the model (:class:`CheckpointMismatchError`) and the bytes against the CRCs
+(:class:`CorruptCheckpointError`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -22,7 +24,7 @@ import orbax.checkpoint as ocp
 from xaijax import errors
 from xaijax.typing import Params, PyTree
 
-ITEMS = ("params", "opt_state", "metadata")
+ITEMS = ("params", "opt_state", "model_state", "metadata")
 FORMAT = "xaijax-checkpoint-v1"
 
 
@@ -70,6 +72,7 @@ def manager(
     handlers = {
         "params": ocp.StandardCheckpointHandler(),
         "opt_state": ocp.StandardCheckpointHandler(),
+        "model_state": ocp.StandardCheckpointHandler(),
         "metadata": ocp.JsonCheckpointHandler(),
     }
     return ocp.CheckpointManager(
@@ -89,9 +92,13 @@ def write(
     params: Params,
     *,
     opt_state: PyTree | None = None,
+    model_state: PyTree | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> None:
-    """Saves one step (private: the public entry point is :func:`save_checkpoint`)."""
+    """Saves one step (private: the public entry point is :func:`save_checkpoint`).
+
+    ``model_state`` is saved only when it holds arrays (an empty ``{}`` is not an item).
+    """
     params = _host(params)
     record = {
         "format": FORMAT,
@@ -104,6 +111,10 @@ def write(
         opt_state = _host(opt_state)
         record["crc32"]["opt_state"] = checksums(opt_state)
         items["opt_state"] = ocp.args.StandardSave(opt_state)
+    if model_state is not None and jax.tree.leaves(model_state):
+        model_state = _host(model_state)
+        record["crc32"]["model_state"] = checksums(model_state)
+        items["model_state"] = ocp.args.StandardSave(model_state)
     items["metadata"] = ocp.args.JsonSave(record)
     mngr.save(int(step), args=ocp.args.Composite(**items), force=True)
     mngr.wait_until_finished()
@@ -115,6 +126,7 @@ def save_checkpoint(
     *,
     step: int,
     metadata: dict[str, Any] | None = None,
+    model_state: PyTree | None = None,
 ) -> str:
     """Saves ``params`` as step ``step`` of the checkpoint directory ``directory``.
 
@@ -127,6 +139,9 @@ def save_checkpoint(
       params: the parameter pytree.
       step: non-negative step number; must not already exist in ``directory``.
       metadata: optional JSON-serialisable dict stored beside the parameters.
+      model_state: the model's other variable collections (``state.model_state``, e.g.
+        ``{"batch_stats": ...}``), restored by :func:`restore_model_state`; ``None`` or ``{}``
+        for a stateless model.
 
     Returns:
       The path of the written step directory.
@@ -158,7 +173,7 @@ def save_checkpoint(
                 f"Step {int(step)} already exists in checkpoint directory {directory!s}: "
                 "pass a new `step`, or delete that step's sub-directory first."
             )
-        write(mngr, int(step), params, metadata=metadata)
+        write(mngr, int(step), params, model_state=model_state, metadata=metadata)
     finally:
         mngr.close()
     return os.path.join(os.path.abspath(directory), str(int(step)))
@@ -181,6 +196,8 @@ def _saved_tree(mngr: ocp.CheckpointManager, step: int, item: str, directory: An
         tree = getattr(meta, "tree", meta)
     except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types
         raise _corrupt(directory, step, f"the '{item}' tree metadata is unreadable", e) from e
+    if tree is None and item == "model_state":
+        return None
     if tree is None and item == "opt_state":
         raise errors.CheckpointMismatchError(
             f"Checkpoint step {step} in {directory!s} holds parameters only (written by "
@@ -217,15 +234,34 @@ def _compare(saved: dict[str, Any], like: dict[str, Any], what: str, directory: 
             )
 
 
+class Restored(NamedTuple):
+    """What :func:`read` returns; ``opt_state`` / ``model_state`` are ``None`` when not read."""
+
+    params: Params | None
+    opt_state: PyTree | None
+    model_state: PyTree | None
+    record: dict[str, Any]
+
+
+_NOT_READ = object()
+
+
 def read(
     mngr: ocp.CheckpointManager,
     directory: Any,
     step: int,
     *,
-    like_params: Params | None,
+    like_params: Params | None | object = _NOT_READ,
     like_opt_state: PyTree | None = None,
-) -> tuple[Params, PyTree | None, dict[str, Any]]:
-    """Restores and verifies one step (private; see :func:`restore_checkpoint`)."""
+    like_model_state: PyTree | None | object = _NOT_READ,
+) -> Restored:
+    """Restores and verifies one step (private; see :func:`restore_checkpoint`).
+
+    An item is read when its ``like_*`` argument is given (``None``: whatever tree was saved;
+    ``like_opt_state=None`` means "do not read"). ``like_model_state={}`` (a stateless model)
+    requires the checkpoint to hold no model state, and a non-empty one requires it to hold
+    that tree.
+    """
     try:
         record = mngr.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))[
             "metadata"
@@ -237,9 +273,31 @@ def read(
 
     device = jax.devices()[0]
     sharding = jax.sharding.SingleDeviceSharding(device)
-    wanted = {"params": like_params}
+    wanted: dict[str, PyTree] = {}
+    if like_params is not _NOT_READ:
+        wanted["params"] = like_params
     if like_opt_state is not None:
         wanted["opt_state"] = like_opt_state
+    model_state_out: PyTree | None = None
+    if like_model_state is not _NOT_READ:
+        saved_state = _saved_tree(mngr, step, "model_state", directory)
+        has_like = like_model_state is not None and bool(jax.tree.leaves(like_model_state))
+        if saved_state is None and has_like:
+            raise errors.CheckpointMismatchError(
+                f"The checkpoint step {step} in {directory!s} holds no model state, but the "
+                f"model has variable collections {sorted(like_model_state)} besides 'params' "
+                "(BatchNorm statistics?): restore into the model that wrote it, or re-train."
+            )
+        if saved_state is not None and like_model_state is not None and not has_like:
+            raise errors.CheckpointMismatchError(
+                f"The checkpoint step {step} in {directory!s} holds model state "
+                f"{sorted(saved_state)} (e.g. BatchNorm statistics) that the model lacks: "
+                "restore into the model that wrote it, or re-train."
+            )
+        if saved_state is None:
+            model_state_out = {}
+        else:
+            wanted["model_state"] = like_model_state
     targets: dict[str, PyTree] = {}
     for item, like in wanted.items():
         saved = _saved_tree(mngr, step, item, directory)
@@ -252,14 +310,18 @@ def read(
         targets[item] = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(np.shape(a), _dtype(a), sharding=sharding), like
         )
-    try:
-        restored = mngr.restore(
-            step,
-            args=ocp.args.Composite(**{k: ocp.args.StandardRestore(v) for k, v in targets.items()}),
-        )
-    except Exception as e:  # noqa: BLE001
-        raise _corrupt(directory, step, "its array data is unreadable", e) from e
-    out = {}
+    restored: dict[str, PyTree] = {}
+    if targets:
+        try:
+            restored = mngr.restore(
+                step,
+                args=ocp.args.Composite(
+                    **{k: ocp.args.StandardRestore(v) for k, v in targets.items()}
+                ),
+            )
+        except Exception as e:  # noqa: BLE001
+            raise _corrupt(directory, step, "its array data is unreadable", e) from e
+    out: dict[str, PyTree] = {}
     for item in targets:
         tree = restored[item]
         like = wanted[item]
@@ -275,39 +337,16 @@ def read(
             if expected.get(path) != actual.get(path):
                 raise _corrupt(directory, step, f"'{item}/{path}' does not match its checksum")
         out[item] = tree
-    return out["params"], out.get("opt_state"), record
+    return Restored(
+        params=out.get("params"),
+        opt_state=out.get("opt_state"),
+        model_state=out.get("model_state", model_state_out),
+        record=record,
+    )
 
 
-def restore_checkpoint(
-    directory: str | os.PathLike, like_params: Params | None = None, *, step: int | None = None
-) -> Params:
-    """Restores the parameters saved in ``directory`` (the latest step by default).
-
-    Args:
-      directory: a checkpoint directory written by :func:`save_checkpoint` or
-        :func:`xaijax.training.train`.
-      like_params: parameters of the model to restore into (e.g. from ``model.init``): the
-        checkpoint's tree (paths, shapes, dtypes) must match it exactly, and the result has its
-        container types. ``None`` restores whatever tree was saved, as nested dicts.
-      step: which step to restore; ``None`` for the latest.
-
-    Returns:
-      The parameter pytree, bit-identical to what was saved, on the default device.
-
-    Raises:
-      CheckpointMismatchError: the saved tree differs from ``like_params``; the message names
-        the first differing path and both shapes.
-      CorruptCheckpointError: no checkpoint in ``directory``, or its files are truncated,
-        corrupted (checksum mismatch) or not an xaijax checkpoint.
-      InvalidArgumentError: ``step`` is not in the directory (the message lists those that are).
-
-    Example:
-      >>> import tempfile, jax.numpy as jnp
-      >>> d = tempfile.mkdtemp()
-      >>> _ = save_checkpoint(d, {"w": jnp.arange(3.0)}, step=5)
-      >>> restore_checkpoint(d)["w"].tolist()
-      [0.0, 1.0, 2.0]
-    """
+def _read_step(directory: str | os.PathLike, step: int | None, **like: Any) -> Restored:
+    """Opens ``directory`` read-only and reads step ``step`` (the latest when ``None``)."""
     if not os.path.isdir(directory):
         raise errors.CorruptCheckpointError(
             f"No checkpoint directory at {directory!s}: check the path, or train and save first."
@@ -331,7 +370,79 @@ def restore_checkpoint(
             raise errors.InvalidArgumentError(
                 f"`step` {step!r} is not in {directory!s}; available steps: {sorted(steps)}."
             )
-        params, _, _ = read(mngr, directory, int(step), like_params=like_params)
+        return read(mngr, directory, int(step), **like)
     finally:
         mngr.close()
-    return params
+
+
+def restore_checkpoint(
+    directory: str | os.PathLike, like_params: Params | None = None, *, step: int | None = None
+) -> Params:
+    """Restores the parameters saved in ``directory`` (the latest step by default).
+
+    Args:
+      directory: a checkpoint directory written by :func:`save_checkpoint` or
+        :func:`xaijax.training.train`.
+      like_params: parameters of the model to restore into (e.g. from ``model.init``): the
+        checkpoint's tree (paths, shapes, dtypes) must match it exactly, and the result has its
+        container types. ``None`` restores whatever tree was saved, as nested dicts.
+      step: which step to restore; ``None`` for the latest.
+
+    Returns:
+      The parameter pytree, bit-identical to what was saved, on the default device. A model
+      with BatchNorm also needs :func:`restore_model_state`.
+
+    Raises:
+      CheckpointMismatchError: the saved tree differs from ``like_params``; the message names
+        the first differing path and both shapes.
+      CorruptCheckpointError: no checkpoint in ``directory``, or its files are truncated,
+        corrupted (checksum mismatch) or not an xaijax checkpoint.
+      InvalidArgumentError: ``step`` is not in the directory (the message lists those that are).
+
+    Example:
+      >>> import tempfile, jax.numpy as jnp
+      >>> d = tempfile.mkdtemp()
+      >>> _ = save_checkpoint(d, {"w": jnp.arange(3.0)}, step=5)
+      >>> restore_checkpoint(d)["w"].tolist()
+      [0.0, 1.0, 2.0]
+    """
+    return _read_step(directory, step, like_params=like_params).params
+
+
+def restore_model_state(
+    directory: str | os.PathLike,
+    like_model_state: PyTree | None = None,
+    *,
+    step: int | None = None,
+) -> PyTree:
+    """Restores the model state (e.g. BatchNorm's ``batch_stats``) saved in ``directory``.
+
+    Together with :func:`restore_checkpoint` this gives the variables of a stateful model:
+    ``{"params": params, **model_state}``.
+
+    Args:
+      directory: a checkpoint directory written by :func:`save_checkpoint` (with
+        ``model_state=``) or :func:`xaijax.training.train`.
+      like_model_state: the model's collections to restore into (``state.model_state``): the
+        saved tree must match it exactly; ``{}`` requires a checkpoint without model state.
+        ``None`` restores whatever was saved (``{}`` when nothing was).
+      step: which step to restore; ``None`` for the latest.
+
+    Returns:
+      The collections as saved, e.g. ``{"batch_stats": {...}}``; ``{}`` for a stateless model.
+
+    Raises:
+      CheckpointMismatchError: the saved collections differ from ``like_model_state``, or one
+        of them has some and the other none.
+      CorruptCheckpointError: as :func:`restore_checkpoint`.
+      InvalidArgumentError: as :func:`restore_checkpoint`.
+
+    Example:
+      >>> import tempfile, jax.numpy as jnp
+      >>> d = tempfile.mkdtemp()
+      >>> stats = {"batch_stats": {"mean": jnp.zeros(2), "var": jnp.ones(2)}}
+      >>> _ = save_checkpoint(d, {"w": jnp.ones(2)}, step=0, model_state=stats)
+      >>> restore_model_state(d)["batch_stats"]["var"].tolist()
+      [1.0, 1.0]
+    """
+    return _read_step(directory, step, like_model_state=like_model_state).model_state

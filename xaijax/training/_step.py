@@ -1,10 +1,17 @@
-"""Train state, the jitted optax train step and batched evaluation."""
+"""Train state, the jitted optax train step over any loss, and batched evaluation.
+
+The convention for Linen modules with state (BatchNorm) or randomness (dropout) is stated in
+the docstring of :mod:`xaijax.training`.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Hashable, Sequence
+from typing import NamedTuple
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -13,7 +20,13 @@ import optax
 from flax import struct
 
 from xaijax import _validation, errors
-from xaijax.typing import ApplyFn, ArrayLike, Params, PRNGKey
+from xaijax.training._losses import Loss, classification_loss, split_loss_value
+from xaijax.typing import ApplyFn, ArrayLike, Params, PRNGKey, PyTree
+
+# The dropout key of a state is fold_in(init key, this): "drop" in ASCII.
+_DROPOUT_SALT = 0x64726F70
+#: Collections that are outputs of a call, not state carried between steps.
+_NOT_STATE = ("params", "intermediates")
 
 
 class TrainState(struct.PyTreeNode):
@@ -23,11 +36,23 @@ class TrainState(struct.PyTreeNode):
       step: number of optimizer updates applied so far (int32 scalar).
       params: the model parameters (the ``"params"`` collection).
       opt_state: the optax optimizer state.
+      model_state: the other variable collections, e.g. ``{"batch_stats": ...}`` for
+        BatchNorm; ``{}`` for a stateless model.
+      key: the run's PRNG key (dropout); step ``s`` uses ``jax.random.fold_in(key, s)``.
+        ``None``: the model draws no random numbers in training (or the step is given a
+        ``key``).
     """
 
     step: jax.Array
     params: Params
     opt_state: optax.OptState
+    model_state: PyTree = struct.field(default_factory=dict)
+    key: jax.Array | None = None
+
+    @property
+    def variables(self) -> dict[str, PyTree]:
+        """``{"params": params, **model_state}``, what ``module.apply`` takes."""
+        return {"params": self.params, **self.model_state}
 
 
 @functools.lru_cache(maxsize=32)
@@ -62,6 +87,133 @@ def default_optimizer(
     return optax.adam(schedule)
 
 
+def takes_train(module: nn.Module) -> bool:
+    """Whether the module's ``__call__`` has a ``train`` argument (see the module docstring)."""
+    try:
+        return "train" in inspect.signature(type(module).__call__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class ModelFns(NamedTuple):
+    """The pure functions a module or ``apply_fn`` gives training and evaluation.
+
+    Attributes:
+      train: ``train(params, model_state, x, rngs) -> (outputs, new_model_state)``.
+      eval: ``eval(params, model_state, x) -> outputs``.
+    """
+
+    train: Callable[[Params, PyTree, jax.Array, dict | None], tuple[PyTree, PyTree]]
+    eval: Callable[[Params, PyTree, jax.Array], PyTree]
+
+
+def _call(module: nn.Module, variables: dict, x: jax.Array, *, training: bool, **kwargs):
+    """``module.apply`` with Flax's errors about state and randomness turned into named ones."""
+    name = type(module).__name__
+    try:
+        return module.apply(variables, x, **kwargs)
+    except flax.errors.InvalidRngError as e:
+        if training:
+            raise errors.MissingKeyError(
+                f"{name} draws random numbers in training (dropout?) but the step has no key: "
+                "build the state with `create_train_state` (it stores one), or pass `key=` to "
+                f"the step. Flax said: {str(e).splitlines()[0]}"
+            ) from e
+        raise errors.InvalidArgumentError(
+            f"{name} draws random numbers in evaluation: give its __call__ a `train: bool` "
+            "argument and switch dropout off when it is False "
+            "(`nn.Dropout(rate, deterministic=not train)`)."
+        ) from e
+    except flax.errors.ModifyScopeVariableError as e:
+        raise errors.InvalidArgumentError(
+            f"{name} updates its variables in evaluation ({str(e).splitlines()[0]}): give its "
+            "__call__ a `train: bool` argument and use "
+            "`nn.BatchNorm(use_running_average=not train)`."
+        ) from e
+    except flax.errors.ScopeCollectionNotFound as e:
+        raise errors.InvalidArgumentError(
+            f"{name} needs variable collections besides 'params' ({str(e).splitlines()[0]}): "
+            "pass `model_state=state.model_state` (e.g. BatchNorm's 'batch_stats')."
+        ) from e
+
+
+def _module_fns(module: nn.Module) -> ModelFns:
+    flag = {"train": True} if takes_train(module) else {}
+    off = {"train": False} if flag else {}
+
+    def train(params, model_state, x, rngs):
+        variables = {"params": params, **model_state}
+        if not model_state:
+            return _call(module, variables, x, training=True, rngs=rngs, **flag), model_state
+        outputs, updated = _call(
+            module, variables, x, training=True, rngs=rngs, mutable=sorted(model_state), **flag
+        )
+        # Same container types as the input state, so the next step reuses the compilation.
+        new_state = jax.tree.unflatten(
+            jax.tree.structure(model_state),
+            jax.tree.leaves({k: updated[k] for k in model_state}),
+        )
+        return outputs, new_state
+
+    def eval(params, model_state, x):
+        return _call(module, {"params": params, **model_state}, x, training=False, **off)
+
+    return ModelFns(train, eval)
+
+
+def _apply_fn_fns(apply_fn: ApplyFn) -> ModelFns:
+    def stateless(model_state):
+        if model_state:
+            raise errors.InvalidArgumentError(
+                f"The state holds variable collections {sorted(model_state)}, but the model is "
+                "a plain `apply_fn(params, x)` that cannot use them: pass the Flax module "
+                "itself (to `make_train_step` / `evaluate`)."
+            )
+
+    def train(params, model_state, x, rngs):
+        del rngs
+        stateless(model_state)
+        return apply_fn(params, x), model_state
+
+    def eval(params, model_state, x):
+        stateless(model_state)
+        return apply_fn(params, x)
+
+    return ModelFns(train, eval)
+
+
+def _build_fns(model: nn.Module | ApplyFn) -> ModelFns:
+    if isinstance(model, nn.Module):
+        return _module_fns(model)
+    if callable(model):
+        return _apply_fn_fns(model)
+    raise errors.InvalidArgumentError(
+        f"`model` must be a flax.linen.Module or a function `apply_fn(params, x)`, got "
+        f"{type(model).__name__}."
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_fns(model: nn.Module | ApplyFn) -> ModelFns:
+    return _build_fns(model)
+
+
+def model_fns(model: nn.Module | ApplyFn) -> ModelFns:
+    """The :class:`ModelFns` of a module or ``apply_fn``; equal (hashable) models share them, so
+    jit caches keyed on them are reused."""
+    try:
+        return _cached_fns(model)
+    except TypeError:  # unhashable fields
+        return _build_fns(model)
+
+
+@functools.lru_cache(maxsize=64)
+def _init_fn(model: nn.Module):
+    if takes_train(model):
+        return jax.jit(functools.partial(model.init, train=False))
+    return jax.jit(model.init)
+
+
 def create_train_state(
     model: nn.Module,
     example_input: ArrayLike,
@@ -70,12 +222,15 @@ def create_train_state(
     optimizer: optax.GradientTransformation | None = None,
     learning_rate: float = 1e-3,
 ) -> TrainState:
-    """Initialises a model's parameters and the optimizer state.
+    """Initialises a model's variables, the optimizer state and the run's dropout key.
 
     Args:
-      model: a stateless Flax Linen module (only a ``"params"`` collection).
+      model: a Flax Linen module. Collections besides ``"params"`` (BatchNorm statistics) go
+        to ``model_state``; a ``train`` argument of ``__call__`` is set to ``False`` for the
+        initialisation (see the module docstring for the convention).
       example_input: a batch of the model's input (only its shape and dtype matter).
-      key: PRNG key for the parameter initialisation. Tip: on CPU an ``impl="rbg"`` key
+      key: PRNG key. The parameters are ``model.init(key, ...)["params"]``; the dropout key is
+        ``jax.random.fold_in(key, 0x64726F70)``. Tip: on CPU an ``impl="rbg"`` key
         (``jax.random.key(0, impl="rbg")``) compiles the initialisers several times faster than
         the default threefry key.
       optimizer: optax transformation; defaults to ``optax.adam(learning_rate)``. Pass the same
@@ -90,46 +245,67 @@ def create_train_state(
       >>> from xaijax import models
       >>> state = create_train_state(
       ...     models.get_model("text1d", 2), jnp.zeros((1, 64), jnp.int32), key=jax.random.key(0))
-      >>> int(state.step)
-      0
+      >>> int(state.step), state.model_state
+      (0, {})
     """
     key = _validation.check_key(key)
+    if not isinstance(model, nn.Module):
+        raise errors.InvalidArgumentError(
+            f"`model` must be a flax.linen.Module, got {type(model).__name__}: build one with "
+            "`xaijax.models.get_model(name, num_classes)`."
+        )
     if optimizer is None:
         optimizer = default_optimizer(learning_rate)
-    variables = jax.jit(model.init)(key, jnp.asarray(example_input))
-    extra = sorted(set(variables) - {"params"})
-    if extra:
+    try:
+        init = _init_fn(model)
+    except TypeError:  # unhashable fields
+        init = _init_fn.__wrapped__(model)
+    variables = init(key, jnp.asarray(example_input))
+    if "params" not in variables:
         raise errors.InvalidArgumentError(
-            f"`model` has variable collections {extra} besides 'params'; xaijax trains stateless "
-            "models only: drop BatchNorm/dropout (use LayerNorm/GroupNorm or no norm)."
+            f"{type(model).__name__} has no parameters (its variables are {sorted(variables)}): "
+            "there is nothing to train."
         )
     params = variables["params"]
+    model_state = {k: v for k, v in variables.items() if k not in _NOT_STATE}
     return TrainState(
-        step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params)
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=optimizer.init(params),
+        model_state=model_state,
+        key=jax.random.fold_in(key, _DROPOUT_SALT),
     )
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy of ``logits [B, C]`` against integer ``labels [B]``."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-
 def make_train_step(
-    apply_fn: ApplyFn, optimizer: optax.GradientTransformation
-) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
-    """Builds the jitted step ``step(state, x, labels) -> (new_state, metrics)``.
+    model: nn.Module | ApplyFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    loss: Loss = classification_loss,
+    rng_streams: Sequence[str] = ("dropout",),
+) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+    """Builds the jitted step ``step(state, x, labels, key=None) -> (new_state, metrics)``.
 
-    One optax update on the mean softmax cross-entropy of ``apply_fn(params, x)`` against
-    ``labels``. ``metrics`` holds the batch ``"loss"`` and ``"accuracy"`` computed before the
-    update. Same-shaped batches reuse one compilation; the state is not donated, so the caller
-    may keep the old one.
+    One optax update on ``loss(outputs, labels)``, where ``outputs`` is what the model returns
+    on ``x`` in training mode (an array, a tuple or a dict of heads) and ``labels`` any pytree
+    the loss understands. ``metrics`` holds the batch ``"loss"`` and whatever the loss reports
+    (the default reports ``"accuracy"``), computed before the update; a BatchNorm model's
+    ``model_state`` is updated with the batch statistics. Same-shaped batches reuse one
+    compilation; the state is not donated, so the caller may keep the old one.
 
     Args:
-      apply_fn: ``apply_fn(params, x) -> logits [B, C]``.
+      model: a Flax Linen module (state and dropout as in the module docstring), or a function
+        ``apply_fn(params, x) -> outputs`` for a model without state.
       optimizer: the optax transformation whose state is ``state.opt_state``.
+      loss: ``loss(outputs, labels) -> scalar`` or ``(scalar, dict_of_metrics)``; the default,
+        :func:`classification_loss`, is softmax cross-entropy on ``[B, C]`` logits and integer
+        labels ``[B]``. See :func:`multitask` for several heads.
+      rng_streams: the Flax RNG streams the model draws from in training; stream ``i`` gets
+        ``jax.random.fold_in(step_key, i)``.
 
     Returns:
-      The jitted step function.
+      The jitted step. ``step_key`` is the step's ``key`` argument when given, else
+      ``jax.random.fold_in(state.key, state.step)``.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -138,55 +314,109 @@ def make_train_step(
       >>> tx = optax.adam(1e-3)
       >>> x, y = jnp.zeros((4, 64), jnp.int32), jnp.zeros((4,), jnp.int32)
       >>> state = create_train_state(model, x, key=jax.random.key(0), optimizer=tx)
-      >>> state, metrics = make_train_step(models.apply_fn(model), tx)(state, x, y)
-      >>> int(state.step)
-      1
+      >>> state, metrics = make_train_step(model, tx)(state, x, y)
+      >>> int(state.step), sorted(metrics)
+      (1, ['accuracy', 'loss'])
     """
+    fns = model_fns(model)
+    if not callable(loss):
+        raise errors.InvalidArgumentError(
+            f"`loss` must be a function `loss(outputs, labels)`, got {type(loss).__name__}."
+        )
+    if isinstance(rng_streams, str) or not all(isinstance(s, str) for s in rng_streams):
+        raise errors.InvalidArgumentError(
+            f"`rng_streams` must be a sequence of stream names such as ('dropout',), got "
+            f"{rng_streams!r}."
+        )
+    streams = tuple(rng_streams)
 
-    def loss_fn(params: Params, x: jax.Array, labels: jax.Array):
-        logits = apply_fn(params, x)
-        return cross_entropy(logits, labels), logits
+    def step(state: TrainState, x: jax.Array, labels: PyTree, key: jax.Array | None = None):
+        if key is None and state.key is not None:
+            key = jax.random.fold_in(state.key, state.step)
+        rngs = None
+        if key is not None and streams:
+            rngs = {s: jax.random.fold_in(key, i) for i, s in enumerate(streams)}
 
-    def step(state: TrainState, x: jax.Array, labels: jax.Array):
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, x, labels)
+        def objective(params):
+            outputs, model_state = fns.train(params, state.model_state, x, rngs)
+            value, metrics = split_loss_value(loss(outputs, labels), loss)
+            return value, (metrics, model_state)
+
+        (value, (metrics, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params
+        )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
-        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-        return new_state, {"loss": loss, "accuracy": accuracy}
+        new_state = state.replace(
+            step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
+        )
+        return new_state, {**metrics, "loss": value}
 
     return jax.jit(step)
 
 
+def _class_scores(outputs: PyTree, head: Hashable | None) -> jax.Array:
+    if head is not None:
+        try:
+            outputs = outputs[head]
+        except (KeyError, IndexError, TypeError) as e:
+            raise errors.InvalidArgumentError(
+                f"`head={head!r}` is not an entry of the model's outputs "
+                f"({type(outputs).__name__}): name the class-logits head."
+            ) from e
+    if not hasattr(outputs, "ndim") or outputs.ndim != 2:
+        what = (
+            f"shape {list(outputs.shape)}" if hasattr(outputs, "shape") else type(outputs).__name__
+        )
+        raise errors.InvalidArgumentError(
+            f"`evaluate` needs class logits [B, C] from the model, got {what}: pass `head=` "
+            "naming the class-logits entry when the model returns several heads."
+        )
+    return outputs
+
+
 def _count_correct(
-    apply_fn: ApplyFn, params: Params, x: jax.Array, labels: jax.Array, valid: jax.Array
+    eval_fn: Callable,
+    head: Hashable | None,
+    params: Params,
+    model_state: PyTree,
+    x: jax.Array,
+    labels: jax.Array,
+    valid: jax.Array,
 ) -> jax.Array:
-    predictions = jnp.argmax(apply_fn(params, x), axis=-1)
+    predictions = jnp.argmax(_class_scores(eval_fn(params, model_state, x), head), axis=-1)
     return jnp.sum(jnp.where(valid, predictions == labels, False))
 
 
-_count_correct_jit = jax.jit(_count_correct, static_argnums=0)
+_count_correct_jit = jax.jit(_count_correct, static_argnums=(0, 1))
 
 
 def evaluate(
-    apply_fn: ApplyFn,
+    model: nn.Module | ApplyFn,
     params: Params,
     inputs: ArrayLike,
     labels: ArrayLike,
     *,
     batch_size: int = 256,
+    model_state: PyTree | None = None,
+    head: Hashable | None = None,
 ) -> float:
-    """Top-1 accuracy of ``apply_fn`` on a whole dataset, in fixed-shape batches.
+    """Top-1 accuracy of a model on a whole dataset, in fixed-shape batches, in eval mode.
 
     The last, partial batch is padded to ``batch_size`` and masked (as in big_vision), so a
-    dataset of any length compiles the model once.
+    dataset of any length compiles the model once. A module is called in evaluation mode
+    (``train=False``: BatchNorm uses the running averages in ``model_state``, dropout is off).
 
     Args:
-      apply_fn: ``apply_fn(params, x) -> logits [B, C]``.
+      model: a Flax Linen module, or ``apply_fn(params, x) -> outputs`` for a stateless model.
       params: the model parameters.
       inputs: ``[N, ...]`` model inputs (numpy or jax).
       labels: ``[N]`` integer class labels.
       batch_size: examples per jitted call.
+      model_state: the module's other collections (``state.model_state``, e.g. BatchNorm's
+        ``{"batch_stats": ...}``); ``None`` for a stateless model.
+      head: the entry of the outputs holding the class logits ``[B, C]`` (a dict key or tuple
+        position) when the model returns several heads; ``None`` when it returns the logits.
 
     Returns:
       The fraction of correctly classified examples, a Python float in [0, 1].
@@ -197,10 +427,12 @@ def evaluate(
       >>> model = models.get_model("text1d", 2)
       >>> x = jnp.zeros((5, 64), jnp.int32)
       >>> params = model.init(jax.random.key(0), x)["params"]
-      >>> 0.0 <= evaluate(models.apply_fn(model), params, x, jnp.zeros(5, jnp.int32)) <= 1.0
+      >>> 0.0 <= evaluate(model, params, x, jnp.zeros(5, jnp.int32)) <= 1.0
       True
     """
     batch_size = _validation.check_positive_int(batch_size, "batch_size")
+    fns = model_fns(model)
+    model_state = {} if model_state is None else model_state
     inputs = np.asarray(inputs)
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != inputs.shape[0]:
@@ -226,5 +458,5 @@ def evaluate(
             valid[size - pad :] = False
             xb = np.concatenate([xb, np.repeat(xb[:1], pad, axis=0)])
             yb = np.concatenate([yb, np.repeat(yb[:1], pad, axis=0)])
-        correct += int(_count_correct_jit(apply_fn, params, xb, yb, valid))
+        correct += int(_count_correct_jit(fns.eval, head, params, model_state, xb, yb, valid))
     return correct / n
