@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import xaijax
 from xaijax import errors
 from xaijax.surrogates import kernel_shap, shapley_kernel
 
@@ -59,9 +60,9 @@ def game():
 
 def test_exact_shapley_values_when_coalitions_fit(game):
     apply_fn, params, seg, x = game
-    out = kernel_shap(apply_fn, num_samples=20, fill=0.0, output="logits")(
-        params, x, jnp.array([1, 1]), segments=seg, key=jax.random.key(0)
-    )
+    explain = kernel_shap(apply_fn, num_segments=4, num_samples=20, fill=0.0)  # logits
+    assert isinstance(explain, xaijax.Explainer) and explain.result == "surrogate"
+    out = explain(params, x, jnp.array([1, 1]), segments=seg, key=jax.random.key(0))
     for b in range(2):
         xb = np.asarray(x[b, ..., 0])
 
@@ -72,8 +73,8 @@ def test_exact_shapley_values_when_coalitions_fit(game):
         np.testing.assert_allclose(np.asarray(out.values[b]), _exact_shapley(value, 4), atol=1e-4)
     # The same with all 14 proper coalitions supplied as masks (weighted by the kernel).
     coalitions = np.array([z for z in itertools.product([0, 1], repeat=4) if 0 < sum(z) < 4])
-    ext = kernel_shap(apply_fn, fill=0.0, output="logits")(
-        params, x, jnp.array([1, 1]), segments=seg, masks=coalitions
+    ext = kernel_shap(apply_fn, num_segments=4, fill=0.0)(
+        params, x, jnp.array([1, 1]), segments=seg, masks=coalitions, key=jax.random.key(1)
     )
     np.testing.assert_allclose(np.asarray(ext.values), np.asarray(out.values), atol=1e-4)
 
@@ -81,7 +82,7 @@ def test_exact_shapley_values_when_coalitions_fit(game):
 def test_efficiency_batching_jit_and_no_recompile_when_sampling(game, assert_no_recompile):
     apply_fn, params, _, x = game
     seg8 = np.arange(16).reshape(4, 4) // 2  # 8 segments: 254 coalitions > 32 samples
-    explain = kernel_shap(apply_fn, num_samples=32, batch_size=32, num_segments=8)
+    explain = kernel_shap(apply_fn, num_samples=32, chunk_size=16, num_segments=8)  # 3 chunks
     key = jax.random.key(3)
     batched = assert_no_recompile(explain, params, x, segments=seg8, key=key)
     total = np.asarray(batched.values).sum(-1)
@@ -96,6 +97,65 @@ def test_efficiency_batching_jit_and_no_recompile_when_sampling(game, assert_no_
     np.testing.assert_allclose(np.asarray(traced.values), np.asarray(batched.values), atol=1e-5)
 
 
+def test_a_map_with_another_segment_count_compiles_nothing(game, compile_counter):
+    apply_fn, params, _, x = game
+    explain = kernel_shap(apply_fn, num_samples=32, num_segments=8)
+    key = jax.random.key(3)
+    seg8 = np.arange(16).reshape(4, 4) // 2  # 8 labels: sampled coalitions
+    jax.block_until_ready(explain(params, x, segments=seg8, key=key))
+    seg3 = np.minimum(seg8, 2) * 3  # 3 labels (0, 3, 6): every coalition enumerated
+    with compile_counter() as n:
+        out = explain(params, x, segments=seg3, key=key)
+        jax.block_until_ready(out)
+    assert n.count == 0, f"a map with another number of segments compiled {n.count} time(s)"
+    values = np.asarray(out.values)
+    assert np.all(values[:, [1, 2, 4, 5, 7]] == 0)
+    np.testing.assert_allclose(
+        values.sum(-1), np.asarray(out.prediction - out.base_value), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_probability_scores_come_from_the_model(game):
+    apply_fn, params, seg, x = game
+    explain = kernel_shap(
+        xaijax.model(apply_fn, score="probability"), num_segments=4, num_samples=20, fill=0.0
+    )
+    out = explain(params, x, jnp.array([1, 1]), segments=seg, key=jax.random.key(0))
+    probs = np.asarray(jax.nn.softmax(apply_fn(params, x), -1))[:, 1]
+    np.testing.assert_allclose(np.asarray(out.prediction), probs, rtol=1e-5)
+    for b in range(2):
+        xb = np.asarray(x[b, ..., 0])
+
+        def value(z, xb=xb):
+            img = np.where(z[seg] > 0, xb, 0.0)[None, ..., None]
+            return float(jax.nn.softmax(apply_fn(params, jnp.asarray(img, jnp.float32)))[0, 1])
+
+        np.testing.assert_allclose(np.asarray(out.values[b]), _exact_shapley(value, 4), atol=1e-5)
+
+
+def test_sharded_batch_reads_only_scalars(game, host_reads):
+    apply_fn, params, seg, x = game
+    x4 = jnp.concatenate([x, x[::-1]])
+    explain = kernel_shap(apply_fn, num_samples=20, num_segments=4)
+    key = jax.random.key(0)
+    expected = explain(params, x4, segments=seg, key=key)
+    xs = xaijax.shard_batch(x4)
+    with host_reads() as shapes:
+        got = explain(params, xs, segments=seg, key=key)
+    assert shapes and all(s == () for s in shapes), shapes
+    assert len(got.values.sharding.device_set) == 4
+    np.testing.assert_allclose(np.asarray(got.values), np.asarray(expected.values), atol=1e-5)
+
+
+def test_a_model_with_nan_scores_raises_a_named_error(game):
+    apply_fn, params, seg, x = game
+    nan_model = lambda p, xx: apply_fn(p, xx) * jnp.nan  # noqa: E731
+    with pytest.raises(errors.NonFiniteOutputError, match="kernel_shap"):
+        kernel_shap(nan_model, num_segments=4, num_samples=20)(
+            params, x, segments=seg, key=jax.random.key(0)
+        )
+
+
 def test_additive_model_is_recovered_from_sampled_coalitions():
     seg = np.arange(16).reshape(4, 4) // 2
     betas = jnp.asarray(np.linspace(-1, 2, 8), jnp.float32)
@@ -103,7 +163,7 @@ def test_additive_model_is_recovered_from_sampled_coalitions():
         [jnp.zeros(xx.shape[0]), jnp.einsum("bhwc,hw->b", xx, p)], -1
     )
     weights = jnp.asarray(np.asarray(betas)[seg] / 2, jnp.float32)
-    lin = kernel_shap(additive, num_samples=40, fill=0.0, output="logits")(
+    lin = kernel_shap(additive, num_segments=8, num_samples=40, fill=0.0)(
         weights, jnp.ones((1, 4, 4, 1)), jnp.array([1]), segments=seg, key=jax.random.key(2)
     )
     np.testing.assert_allclose(np.asarray(lin.values)[0], np.asarray(betas), atol=1e-4)
@@ -111,17 +171,29 @@ def test_additive_model_is_recovered_from_sampled_coalitions():
 
 def test_bad_inputs_raise_named_errors(game):
     apply_fn, params, seg, x = game
-    explain = kernel_shap(apply_fn, num_samples=20)
+    explain = kernel_shap(apply_fn, num_segments=4, num_samples=20)
     key = jax.random.key(0)
     with pytest.raises(errors.SegmentMapError, match="1 segment"):
         explain(params, x, segments=np.zeros((4, 4), np.int32), key=key)
     with pytest.raises(errors.SegmentMapError, match="shape"):
         explain(params, x, segments=np.zeros((3, 4), np.int32), key=key)
+    with pytest.raises(errors.SegmentMapError, match="num_segments"):
+        explain(params, x, segments=seg + 1, key=key)
     with pytest.raises(errors.InvalidArgumentError, match="num_samples"):
-        kernel_shap(apply_fn, num_samples=12)(
+        kernel_shap(apply_fn, num_segments=16, num_samples=12)(
             params, x, segments=np.arange(16).reshape(4, 4), key=key
         )
     with pytest.raises(errors.MissingKeyError):
         explain(params, x, segments=seg)
-    with pytest.raises(errors.InvalidArgumentError, match="blur_sigma"):
-        kernel_shap(apply_fn, blur_sigma=-1.0)
+    with pytest.raises(errors.InputShapeError, match="masks"):
+        explain(params, x, segments=seg, masks=np.ones((5, 3)), key=key)
+    for kwargs, name in [
+        ({"blur_sigma": -1.0}, "blur_sigma"),
+        ({"fill": float("inf")}, "fill"),
+        ({"chunk_size": 1.5}, "chunk_size"),
+        ({"num_samples": -3}, "num_samples"),
+        ({"paired": "yes"}, "paired"),
+        ({"num_segments": 0}, "num_segments"),
+    ]:
+        with pytest.raises(errors.InvalidArgumentError, match=name):
+            kernel_shap(apply_fn, **{"num_segments": 4, **kwargs})

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import xaijax
 from xaijax import errors
 from xaijax.surrogates import lime, sample_masks
 
@@ -139,7 +140,10 @@ def setup():
 )
 def test_matches_numpy_port_of_reference_lime_on_shared_masks(setup, kwargs):
     apply_fn, params, x, seg, masks = setup
-    out = lime(apply_fn, **kwargs)(params, x, jnp.array([2, 0]), segments=seg, masks=masks)
+    # lime's classifier_fn returns probabilities: the model's score="probability" is its setting
+    explain = lime(xaijax.model(apply_fn, score="probability"), num_segments=6, **kwargs)
+    assert isinstance(explain, xaijax.Explainer) and explain.result == "surrogate"
+    out = explain(params, x, jnp.array([2, 0]), segments=seg, masks=masks, key=jax.random.key(0))
     clf = jax.jit(lambda xx: jax.nn.softmax(apply_fn(params, xx)))
     classifier_fn = lambda imgs: np.asarray(clf(jnp.asarray(imgs, jnp.float32)), np.float64)  # noqa: E731
     for b, label in enumerate([2, 0]):
@@ -172,7 +176,7 @@ def test_recovers_a_model_linear_in_the_segments():
     seg = (np.arange(6)[:, None] // 2) * 2 + (np.arange(6)[None, :] // 3)  # 6 segments
     betas = np.array([1.5, -2.0, 0.25, 3.0, 0.0, -0.75])
     apply_fn, w = _segment_linear_model((6, 6), 6, seg, betas)
-    explain = lime(apply_fn, num_samples=64, fill=0.0, alpha=0.0, output="logits")
+    explain = lime(apply_fn, num_segments=6, num_samples=64, fill=0.0, alpha=0.0)  # logits
     out = explain(w, jnp.ones((1, 6, 6, 1)), jnp.array([1]), segments=seg, key=jax.random.key(0))
     np.testing.assert_allclose(np.asarray(out.coefficients)[0], betas, atol=1e-4)
     np.testing.assert_allclose(np.asarray(out.intercept), [0.0], atol=1e-4)
@@ -186,7 +190,7 @@ def test_recovers_linear_supervoxels_in_video():
     seg = np.broadcast_to(seg2[:, :, None], (4, 4, 3))  # supervoxels: 2 in time x 2 in y
     betas = np.array([2.0, -1.0, 0.5, 4.0])
     apply_fn, w = _segment_linear_model((4, 4, 3), 4, seg, betas)
-    explain = lime(apply_fn, num_samples=32, fill=0.0, alpha=0.0, output="logits")
+    explain = lime(apply_fn, num_segments=4, num_samples=32, fill=0.0, alpha=0.0)
     x = jnp.ones((1, 4, 4, 3, 1))
     out = explain(w, x, jnp.array([1]), segments=seg[None], key=jax.random.key(1))
     np.testing.assert_allclose(np.asarray(out.coefficients)[0], betas, atol=1e-4)
@@ -194,7 +198,7 @@ def test_recovers_linear_supervoxels_in_video():
 
 def test_batched_equals_per_example_jit_and_no_recompile(setup, assert_no_recompile):
     apply_fn, params, x, seg, _ = setup
-    explain = lime(apply_fn, num_samples=96, batch_size=64, num_segments=6)  # 2 chunks at B=2
+    explain = lime(apply_fn, num_samples=96, chunk_size=40, num_segments=6)  # 3 chunks, padded
     key = jax.random.key(7)
     batched = assert_no_recompile(explain, params, x, segments=seg, key=key)
     # Example 0 does not depend on its neighbour: swap the neighbour, same shapes, same result.
@@ -208,6 +212,42 @@ def test_batched_equals_per_example_jit_and_no_recompile(setup, assert_no_recomp
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
     mapped = jax.vmap(lambda xx: explain(params, xx, segments=seg, key=key))(x[None])
     np.testing.assert_allclose(mapped.coefficients[0], batched.coefficients, atol=1e-5)
+    # chunk_size counts samples per example: one chunk of all 96 gives the same fit
+    whole = lime(apply_fn, num_samples=96, chunk_size=None, num_segments=6)
+    for a, b in zip(whole(params, x, segments=seg, key=key), batched, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def test_a_map_with_another_segment_count_compiles_nothing(setup, compile_counter):
+    apply_fn, params, x, seg, _ = setup
+    explain = lime(apply_fn, num_samples=64, num_segments=8)
+    key = jax.random.key(1)
+    first = explain(params, x, segments=seg, key=key)  # 6 labels of 8
+    jax.block_until_ready(first)
+    fewer = np.where(seg >= 3, 7, seg)  # 4 labels: 0, 1, 2, 7
+    with compile_counter() as n:
+        out = explain(params, x, segments=fewer, key=key)
+        jax.block_until_ready(out)
+    assert n.count == 0, f"a map with another number of segments compiled {n.count} time(s)"
+    coef = np.asarray(out.coefficients)
+    assert np.all(coef[:, 3:7] == 0) and np.any(coef[:, 7] != 0)  # empty labels score 0
+
+
+def test_sharded_batch_reads_only_scalars(setup, host_reads):
+    apply_fn, params, _, _, _ = setup
+    x = np.random.default_rng(2).random((4, 8, 8, 3)).astype(np.float32)
+    seg = np.broadcast_to(np.arange(64).reshape(8, 8) // 16, (4, 8, 8))
+    explain = lime(apply_fn, num_samples=32, num_segments=4)
+    key = jax.random.key(0)
+    expected = explain(params, x, segments=seg, key=key)
+    xs, segs = xaijax.shard_batch((jnp.asarray(x), jnp.asarray(seg)))
+    with host_reads() as shapes:
+        got = explain(params, xs, segments=segs, key=key)
+    assert shapes and all(s == () for s in shapes), shapes
+    assert len(got.coefficients.sharding.device_set) == 4
+    np.testing.assert_allclose(
+        np.asarray(got.coefficients), np.asarray(expected.coefficients), atol=1e-5
+    )
 
 
 def test_fill_images():
@@ -232,16 +272,26 @@ def test_fill_images():
 def test_degenerate_model_gives_finite_zero_coefficients():
     seg = np.repeat(np.arange(4), 4).reshape(4, 4)
     x = jnp.asarray(np.random.default_rng(4).random((1, 4, 4, 3)), jnp.float32)
-    constant = lambda p, xx: jnp.zeros((xx.shape[0], 3))  # noqa: E731
-    out = lime(constant, num_samples=16, fill="blur")(None, x, segments=seg, key=jax.random.key(0))
+    constant = xaijax.model(lambda p, xx: jnp.zeros((xx.shape[0], 3)), score="probability")
+    explain = lime(constant, num_segments=4, num_samples=16, fill="blur")
+    out = explain(None, x, segments=seg, key=jax.random.key(0))
     np.testing.assert_allclose(np.asarray(out.coefficients), 0.0, atol=1e-6)
     np.testing.assert_allclose(np.asarray(out.score), 1.0)  # a constant is fitted exactly
     np.testing.assert_allclose(np.asarray(out.local_prediction), 1 / 3, rtol=1e-6)
 
 
+def test_a_model_with_nan_scores_raises_a_named_error(setup):
+    apply_fn, params, x, seg, _ = setup
+    nan_model = lambda p, xx: apply_fn(p, xx) * jnp.nan  # noqa: E731
+    with pytest.raises(errors.NonFiniteOutputError, match="lime"):
+        lime(nan_model, num_segments=6, num_samples=16)(
+            params, x, jnp.array([0, 1]), segments=seg, key=jax.random.key(0)
+        )
+
+
 def test_bad_inputs_raise_named_errors(setup):
     apply_fn, params, x, seg, masks = setup
-    explain = lime(apply_fn, num_samples=300)
+    explain = lime(apply_fn, num_segments=6, num_samples=300)
     key = jax.random.key(0)
     with pytest.raises(errors.SegmentMapError, match="shape"):
         explain(params, x, segments=seg[:, :4], key=key)
@@ -251,23 +301,36 @@ def test_bad_inputs_raise_named_errors(setup):
         explain(params, x, segments=seg.astype(np.float32), key=key)
     with pytest.raises(errors.SegmentMapError, match="1 segment"):
         explain(params, x, segments=np.zeros_like(seg), key=key)
+    with pytest.raises(errors.SegmentMapError, match="num_segments"):
+        explain(params, x, segments=seg + 1, key=key)  # label 6 >= num_segments
+    with pytest.raises(errors.InvalidArgumentError, match="segments"):
+        explain(params, x, key=key)
     many = np.arange(64).reshape(8, 8)
     with pytest.raises(errors.InvalidArgumentError, match="num_samples"):
-        lime(apply_fn, num_samples=50)(params, x, segments=many, key=key)
+        lime(apply_fn, num_segments=64, num_samples=50)(params, x, segments=many, key=key)
     with pytest.raises(errors.MissingKeyError, match="key"):
         explain(params, x, segments=seg)
+    with pytest.raises(errors.InvalidKeyError, match="key"):
+        explain(params, x, segments=seg, key=3)
     with pytest.raises(errors.InputShapeError, match="masks"):
-        explain(params, x, segments=seg, masks=masks[:, :5])
+        explain(params, x, segments=seg, masks=masks[:, :5], key=key)
     with pytest.raises(errors.InvalidArgumentError, match="masks"):
-        explain(params, x, segments=seg, masks=masks * 2)
+        explain(params, x, segments=seg, masks=masks * 2, key=key)
+    with pytest.raises(errors.InvalidArgumentError, match="kernel_width"):
+        explain(params, x, segments=seg, key=key, kernel_width=0.5)  # a factory option
     with pytest.raises(errors.TargetOutOfRangeError, match="target"):
         explain(params, x, jnp.array([0, 3]), segments=seg, key=key)
     for kwargs, name in [
         ({"feature_selection": "lasso_path"}, "feature_selection"),
         ({"fill": "noise"}, "fill"),
+        ({"fill": float("nan")}, "fill"),
         ({"kernel_width": 0.0}, "kernel_width"),
-        ({"output": "softmax"}, "output"),
+        ({"alpha": -1.0}, "alpha"),
+        ({"blur_sigma": float("nan")}, "blur_sigma"),
         ({"num_samples": 0}, "num_samples"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"num_features": 0}, "num_features"),
+        ({"num_segments": None}, "num_segments"),
     ]:
         with pytest.raises(errors.InvalidArgumentError, match=name):
-            lime(apply_fn, **kwargs)
+            lime(apply_fn, **{"num_segments": 6, **kwargs})

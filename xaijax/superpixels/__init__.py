@@ -1,7 +1,8 @@
 """Superpixel explanations: pixel attributions pooled over segments (gradient-weighted superpixels).
 
 :func:`superpixel_scores` pools any attribution map over a segment map by segment sums;
-:func:`gws` composes it with an explainer from :mod:`xaijax.attribution`;
+:func:`gws` wraps any map :class:`xaijax.Explainer` (e.g. from :mod:`xaijax.attribution`) into
+one that scores segments;
 :func:`top_segments_mask` renders the best regions the way LIME displays its explanations.
 """
 

@@ -6,11 +6,12 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from xaijax import errors
 from xaijax._validation import check_choice, check_floating, check_positive_int
-from xaijax.segmentation import num_segments as infer_num_segments
-from xaijax.segmentation import segment_sizes, validate_segments
+from xaijax.segmentation import segment_sizes
+from xaijax.superpixels._segments import check_num_segments, check_segments
 
 #: Pooling rules of :func:`superpixel_scores`.
 REDUCTIONS = ("mean", "sum", "max", "abs_mean", "positive_mean")
@@ -56,7 +57,7 @@ def superpixel_scores(
     segments: jax.typing.ArrayLike,
     reduce: str = "mean",
     *,
-    num_segments: int | None = None,
+    num_segments: int,
     channel_reduce: str = "sum",
 ) -> jax.Array:
     """Pools a pixel (voxel) attribution map over segments: one score per segment.
@@ -71,14 +72,16 @@ def superpixel_scores(
     * ``positive_mean``: mean of :math:`\\max(g(p), 0)`.
 
     Computed with ``jax.ops.segment_sum``/``segment_max`` and a static number of segments, so it
-    jits, vmaps and never recompiles for a new segment map of the same shape.
+    jits, vmaps and never recompiles for a new segment map of the same shape (whatever number of
+    labels it uses). The labels are checked on the device (one boolean comes back).
 
     Args:
       attributions: ``[B, *spatial]`` or ``[B, *spatial, C]`` (channels are reduced first).
       segments: integer map ``[B, *spatial]`` (or ``[*spatial]`` shared by the batch) with labels
         in ``[0, num_segments)``.
       reduce: one of :data:`REDUCTIONS`.
-      num_segments: static ``S``; read from a concrete ``segments`` when ``None``.
+      num_segments: the static number of segment labels ``S`` (required; e.g. ``max_segments``
+        of :func:`~xaijax.segmentation.slic`).
       channel_reduce: ``sum`` (signed methods), ``mean``, ``max_abs`` (magnitude methods) or
         ``l2``; used only when ``attributions`` has a channel axis.
 
@@ -87,13 +90,14 @@ def superpixel_scores(
 
     Raises:
       SegmentMapError: a segment map that does not fit ``attributions``, or bad labels.
-      InvalidArgumentError: an unknown ``reduce`` or ``channel_reduce``.
+      InvalidArgumentError: an unknown ``reduce`` or ``channel_reduce``, or no positive int
+        ``num_segments``.
 
     Examples:
       >>> import jax.numpy as jnp
       >>> a = jnp.array([[[1.0, 3.0], [-2.0, 0.0]]])
       >>> seg = jnp.array([[[0, 0], [1, 1]]])
-      >>> superpixel_scores(a, seg, "mean")
+      >>> superpixel_scores(a, seg, "mean", num_segments=2)
       Array([[ 2., -1.]], dtype=float32)
 
     References:
@@ -102,14 +106,10 @@ def superpixel_scores(
     """
     check_choice(reduce, "reduce", REDUCTIONS)
     check_choice(channel_reduce, "channel_reduce", CHANNEL_REDUCTIONS)
+    num_segments = check_num_segments(num_segments, "superpixel_scores")
     attributions = check_floating(attributions, "attributions", min_rank=2)
-    has_channels = _has_channels(tuple(jnp.shape(segments)), tuple(attributions.shape))
-    segments = validate_segments(
-        segments, attributions, num_segments=num_segments, channel_axis=has_channels
-    )
-    if num_segments is None:
-        num_segments = infer_num_segments(segments)
-    num_segments = check_positive_int(num_segments, "num_segments")
+    has_channels = _has_channels(tuple(np.shape(segments)), tuple(attributions.shape))
+    segments = check_segments(segments, attributions, num_segments, channel_axis=has_channels)
     return _scores(attributions, segments, reduce, num_segments, channel_reduce, has_channels)
 
 
@@ -155,7 +155,7 @@ def top_segments_mask(
     """
     k = check_positive_int(k, "k")
     scores = check_floating(scores, "scores", rank=2, layout="[B, S]")
-    segments = validate_segments(segments, min_segments=1, num_segments=scores.shape[1])
+    segments = check_segments(segments, None, scores.shape[1], min_segments=1)
     if segments.shape[0] != scores.shape[0]:
         raise errors.BatchMismatchError(
             f"`segments` has a batch of {segments.shape[0]} but `scores` has "

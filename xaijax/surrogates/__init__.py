@@ -1,9 +1,13 @@
 """Surrogate-model explainers over segments: LIME and KernelSHAP, batched on the accelerator.
 
-Both evaluate the model on masked copies of the input (segments switched off are filled with
-their mean colour, a blur or a constant), chunked over samples and vmapped over examples, and
-fit their linear surrogate in closed form. They work on image superpixels and on video
-supervoxels alike.
+Both factories return an :class:`xaijax.Explainer` (result ``"surrogate"``: a NamedTuple,
+:class:`LimeExplanation` or :class:`KernelShapExplanation`). They evaluate the model's explained
+score (``xaijax.Model.score``: logits by default, probabilities with
+``xaijax.model(apply_fn, score="probability")``) on masked copies of the input (segments
+switched off are filled with their mean colour, a blur or a constant), ``chunk_size`` copies of
+each example per model call, and fit their linear surrogate in closed form. They work on image
+superpixels and on video supervoxels alike, over a static number of segment labels
+``num_segments``.
 """
 
 from xaijax.surrogates._kernel_shap import KernelShapExplanation, kernel_shap, shapley_kernel

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from xaijax._validation import check_key
+from xaijax import errors
+from xaijax._explainer import Explainer, options
+from xaijax._model import as_model
+from xaijax.segmentation import segment_sizes
+from xaijax.superpixels._segments import check_num_segments
 from xaijax.surrogates import _perturb as p
 from xaijax.surrogates._ridge import constrained_least_squares
-from xaijax.typing import ApplyFn
 
 
 class KernelShapExplanation(NamedTuple):
@@ -127,16 +129,15 @@ def _solve(masks, y, weights, valid) -> KernelShapExplanation:
 
 
 def kernel_shap(
-    apply_fn: ApplyFn,
+    model: Any,
     *,
+    num_segments: int,
     num_samples: int = 1000,
-    num_segments: int | None = None,
     fill: str | float = "mean",
     blur_sigma: float = 5.0,
-    output: str = "probs",
     paired: bool = True,
-    batch_size: int = 256,
-) -> Callable[..., KernelShapExplanation]:
+    chunk_size: int | None = 64,
+) -> Explainer:
     """KernelSHAP over segments: Shapley values of superpixels (or supervoxels) by regression.
 
     Segments are the players; a coalition ``z`` keeps its segments and fills the others (mean
@@ -149,34 +150,42 @@ def kernel_shap(
     ``num_samples`` they are enumerated instead and weighted by the kernel, which gives the exact
     Shapley values. Externally supplied ``masks`` are weighted by the kernel too.
 
+    ``f`` is the model's explained score (:attr:`xaijax.Model.score`; the logits of a bare
+    ``apply_fn``); for probabilities pass ``xaijax.model(apply_fn, score="probability")``.
+
     Args:
-      apply_fn: the model, ``apply_fn(params, x) -> logits [B, C]``.
+      model: an :class:`~xaijax.Model`, a Linen module or a bare ``apply_fn(params, x) ->
+        logits [B, C]``; ``x`` is ``[B, *spatial, C]``.
+      num_segments: the static number of segment labels ``S`` (required; labels lie in
+        ``[0, S)``). Maps with any number of labels below ``S`` share one compilation.
       num_samples: coalitions per example (besides the empty and the full one).
-      num_segments: static number of segments ``S``; read from a concrete ``segments`` when
-        ``None``.
-      fill: ``"mean"``, ``"blur"`` or a number.
+      fill: ``"mean"``, ``"blur"`` or a finite number.
       blur_sigma: Gaussian sigma in pixels for ``fill="blur"``.
-      output: explain ``"probs"`` or ``"logits"``.
       paired: sample each coalition together with its complement (variance reduction).
-      batch_size: perturbed inputs per model call.
+      chunk_size: coalitions of each example per model call, so a call sees ``B * chunk_size``
+        inputs (``None``: all at once). The former ``batch_size`` counted the model's inputs:
+        ``batch_size=N`` for a batch of ``B`` is ``chunk_size=N // B``.
 
     Returns:
-      ``explain(params, x, target=None, *, segments, key=None, masks=None)`` returning a
+      An :class:`~xaijax.Explainer` (result ``"surrogate"``)
+      ``explain(params, x, target=None, *, segments, key, masks=None)`` returning a
       :class:`KernelShapExplanation`; arguments as for :func:`lime` (``masks`` ``[N, S]`` or
-      ``[B, N, S]`` of 0/1 replaces sampling).
+      ``[B, N, S]`` of 0/1 replaces sampling; ``key`` is then unused but still required).
 
     Raises:
-      SegmentMapError: a segment map of the wrong shape, with negative, non-integer labels, or
-        one segment only.
-      InvalidArgumentError: bad hyperparameters, or no more samples than segments.
-      MissingKeyError: neither ``key`` nor ``masks``.
+      SegmentMapError: a segment map of the wrong shape, with negative, non-integer labels,
+        labels ``>= num_segments``, or one segment only.
+      InvalidArgumentError: bad hyperparameters (in the factory), or no more samples than
+        segments.
+      MissingKeyError: no ``key``.
+      NonFiniteOutputError: the model's scores are not finite on the coalitions.
 
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> apply_fn = lambda w, x: jnp.stack([x.sum((1, 2, 3)), x.prod((1, 2, 3))], -1)
       >>> seg = jnp.array([[0, 1], [2, 2]])
       >>> x = jnp.full((1, 2, 2, 1), 2.0)
-      >>> out = kernel_shap(apply_fn, fill=0.0, output="logits", num_samples=64)(
+      >>> out = kernel_shap(apply_fn, num_segments=3, fill=0.0, num_samples=64)(
       ...     None, x, jnp.array([1]), segments=seg, key=jax.random.key(0))
       >>> out.values.round(2), out.prediction - out.base_value  # product: equal shares
       (Array([[5.33, 5.33, 5.33]], dtype=float32), Array([16.], dtype=float32))
@@ -184,28 +193,43 @@ def kernel_shap(
     References:
       Lundberg, Lee, "A Unified Approach to Interpreting Model Predictions", NeurIPS 2017.
     """
-    num_samples, batch_size = p.check_common(num_samples, batch_size, output, blur_sigma)
+    m = as_model(model, what="kernel_shap")
+    num = check_num_segments(num_segments, "kernel_shap")
+    num_samples, chunk_size, blur_sigma = p.check_common(num_samples, chunk_size, blur_sigma)
     fill = p.check_fill(fill)
-    evaluate = p.Evaluator(apply_fn, output, batch_size)
+    if not isinstance(paired, bool):
+        raise errors.InvalidArgumentError(f"`paired` must be True or False, got {paired!r}.")
+    evaluate = p.Evaluator(m, chunk_size)
 
-    def explain(
-        params: Any, x, target=None, *, segments, key=None, masks=None
-    ) -> KernelShapExplanation:
-        x, segs, num, target, valid = p.check_inputs(x, target, segments, num_segments)
+    def check(params, x, target, kwargs):
+        return x, target, p.check_call(x, kwargs, num, num_samples, "KernelSHAP")
+
+    def run(params, x, target=None, *, segments, key, masks=None) -> KernelShapExplanation:
+        valid = segment_sizes(segments, num) > 0
         if masks is None:
-            key = check_key(key)
             masks, weights = _draw(key, valid, num_samples, paired)
         else:
-            masks = p.check_masks(masks, num, x.shape[0])
             masks = jnp.broadcast_to(masks, (x.shape[0], *masks.shape[-2:]))
             weights = _kernel_weights(masks, valid)
-        p.check_enough_samples(masks.shape[1], valid, "KernelSHAP")
-        target, fill_img = p.target_and_fill(
-            apply_fn, num, fill, blur_sigma, params, x, segs, target
-        )
+        target, fill_img = p.target_and_fill(m, num, fill, blur_sigma, params, x, segments, target)
         full = _anchor(masks)
-        y = evaluate(params, x, fill_img, segs, target, full)
+        y = evaluate(params, x, fill_img, segments, target, full)
         return _solve(full, y, weights, valid)
 
-    explain.apply_fn = apply_fn
-    return explain
+    return Explainer(
+        name="kernel_shap",
+        model=m,
+        run=run,
+        result="surrogate",
+        options=options(
+            num_segments=num,
+            num_samples=num_samples,
+            fill=fill,
+            blur_sigma=blur_sigma,
+            paired=paired,
+            chunk_size=chunk_size,
+        ),
+        stochastic=True,
+        min_rank=3,
+        check=check,
+    )

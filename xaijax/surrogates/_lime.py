@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from xaijax import errors
-from xaijax._validation import check_choice, check_key, check_positive_int
+from xaijax import _validation as v
+from xaijax._explainer import Explainer, options
+from xaijax._model import as_model
+from xaijax.segmentation import segment_sizes
+from xaijax.superpixels._segments import check_num_segments
 from xaijax.surrogates import _perturb as p
 from xaijax.surrogates._ridge import weighted_r2, weighted_ridge
-from xaijax.typing import ApplyFn
 
 #: Feature-selection rules of :func:`lime` (``lime_base.LimeBase.feature_selection``).
 FEATURE_SELECTIONS = ("auto", "none", "highest_weights", "forward_selection")
@@ -125,71 +126,81 @@ def _fit(masks, y, valid, kernel_width, alpha, method, num_features) -> LimeExpl
 
 
 def lime(
-    apply_fn: ApplyFn,
+    model: Any,
     *,
+    num_segments: int,
     num_samples: int = 1000,
-    num_segments: int | None = None,
     fill: str | float = "mean",
     blur_sigma: float = 5.0,
     kernel_width: float = 0.25,
     alpha: float = 1.0,
     feature_selection: str = "auto",
     num_features: int = 100000,
-    output: str = "probs",
-    batch_size: int = 256,
-) -> Callable[..., LimeExplanation]:
+    chunk_size: int | None = 64,
+) -> Explainer:
     """LIME for images and videos, reimplementing ``lime_image.LimeImageExplainer`` in JAX.
 
     For every example: draw ``num_samples`` binary vectors over the segments (i.i.d.
     Bernoulli(0.5), the first all ones); render each by replacing the switched-off segments with
     the fill (each segment's mean colour, LIME's default ``hide_color=None``; a constant; or a
-    Gaussian blur); evaluate the model on all of them (``batch_size`` inputs per call); weight the
-    samples by :math:`\\sqrt{\\exp(-d^2 / w^2)}` with ``d`` the cosine distance to the first
-    sample and ``w = kernel_width``; select features (``lime_base``'s ``auto``,
-    ``highest_weights``, ``forward_selection`` or ``none``); and fit a weighted ridge regression
-    (``alpha``, unpenalised intercept) in closed form. Everything but the Python loop over sample
-    chunks is jitted and vmapped over the batch; called under ``jit`` the chunks run in a
-    ``lax.map``. Videos work the same way with supervoxels (``[B, T, H, W, C]`` inputs,
-    ``[B, T, H, W]`` segments).
+    Gaussian blur); evaluate the model's explained score on all of them (``chunk_size`` samples
+    of each example per model call); weight the samples by :math:`\\sqrt{\\exp(-d^2 / w^2)}`
+    with ``d`` the cosine distance to the first sample and ``w = kernel_width``; select features
+    (``lime_base``'s ``auto``, ``highest_weights``, ``forward_selection`` or ``none``); and fit
+    a weighted ridge regression (``alpha``, unpenalised intercept) in closed form. Everything but
+    the Python loop over sample chunks is jitted and vmapped over the batch; called under
+    ``jit`` the chunks run in a ``lax.map``. Videos work the same way with supervoxels
+    (``[B, T, H, W, C]`` inputs, ``[B, T, H, W]`` segments).
+
+    The explained score is the model's (:attr:`xaijax.Model.score`): the logits of a bare
+    ``apply_fn``, as in every xaijax explainer. The LIME paper and the ``lime`` package explain
+    probabilities (``classifier_fn`` returns ``predict_proba``): for lime's exact setting pass
+    ``xaijax.model(apply_fn, score="probability")``.
 
     The same ``key`` gives the same sample masks to every example of the batch (so a batched call
     equals per-example calls); pass ``masks`` to use your own, e.g. the exact masks the ``lime``
     package drew, for a sample-for-sample comparison.
 
     Args:
-      apply_fn: the model, ``apply_fn(params, x) -> logits [B, C]``.
+      model: an :class:`~xaijax.Model`, a Linen module or a bare ``apply_fn(params, x) ->
+        logits [B, C]``; ``x`` is ``[B, *spatial, C]``.
+      num_segments: the static number of segment labels ``S`` (required; labels lie in
+        ``[0, S)``, e.g. ``max_segments`` of :func:`~xaijax.segmentation.slic`). Maps with any
+        number of labels below ``S`` share one compilation.
       num_samples: samples per example (LIME's default 1000); ignored when ``masks`` is given.
-      num_segments: static number of segments ``S`` (labels in ``[0, S)``); read from a concrete
-        ``segments`` when ``None``.
-      fill: ``"mean"``, ``"blur"`` or a number (LIME's ``hide_color``).
+      fill: ``"mean"``, ``"blur"`` or a finite number (LIME's ``hide_color``).
       blur_sigma: Gaussian sigma in pixels for ``fill="blur"``.
       kernel_width: width of the exponential kernel on cosine distances (LIME's 0.25).
-      alpha: ridge penalty of the explanation model (LIME's ``Ridge(alpha=1)``).
+      alpha: ridge penalty of the explanation model (LIME's ``Ridge(alpha=1)``), >= 0.
       feature_selection: one of :data:`FEATURE_SELECTIONS` (``lasso_path`` is not supported).
       num_features: how many segments the selection keeps (LIME's default 100000 keeps all).
-      output: explain ``"probs"`` (softmax, what LIME's ``classifier_fn`` returns) or
-        ``"logits"``.
-      batch_size: perturbed inputs per model call.
+      chunk_size: samples of each example per model call, so a call sees ``B * chunk_size``
+        inputs (``None``: all ``num_samples`` at once). The former ``batch_size`` counted the
+        model's inputs: ``batch_size=N`` for a batch of ``B`` is ``chunk_size=N // B``.
 
     Returns:
-      ``explain(params, x, target=None, *, segments, key=None, masks=None)`` returning a
+      An :class:`~xaijax.Explainer` (result ``"surrogate"``)
+      ``explain(params, x, target=None, *, segments, key, masks=None)`` returning a
       :class:`LimeExplanation` with ``[B, S]`` coefficients. ``target`` is ``[B]`` class indices
-      or ``None`` (the predicted class, like LIME's ``top_labels=1``); ``segments`` is an integer
-      map ``[B, *spatial]`` or ``[*spatial]``; ``key`` is required unless ``masks`` (``[N, S]``
-      or ``[B, N, S]`` of 0/1) is given.
+      or ``None`` (the class of highest score, like LIME's ``top_labels=1``); ``segments`` is an
+      integer map ``[B, *spatial]`` or ``[*spatial]``; ``key`` is a PRNG key (required, as for
+      every stochastic explainer; unused when ``masks`` is given); ``masks`` (``[N, S]`` or
+      ``[B, N, S]`` of 0/1) replaces the sampling.
 
     Raises:
-      SegmentMapError: a segment map of the wrong shape, with negative, non-integer labels, or
-        one segment only.
-      InvalidArgumentError: bad hyperparameters, or no more samples than segments.
-      MissingKeyError: neither ``key`` nor ``masks``.
+      SegmentMapError: a segment map of the wrong shape, with negative, non-integer labels,
+        labels ``>= num_segments``, or one segment only.
+      InvalidArgumentError: bad hyperparameters (in the factory), or no more samples than
+        segments.
+      MissingKeyError: no ``key``.
+      NonFiniteOutputError: the model's scores are not finite on the samples.
 
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> apply_fn = lambda w, x: jnp.einsum("bhwc,khwc->bk", x, w)  # linear in the pixels
       >>> w = jnp.stack([jnp.zeros((2, 2, 1)), jnp.array([[1.0, 1.0], [-2.0, -2.0]])[..., None]])
       >>> seg = jnp.array([[0, 0], [1, 1]])
-      >>> explain = lime(apply_fn, num_samples=200, fill=0.0, alpha=0.0, output="logits")
+      >>> explain = lime(apply_fn, num_segments=2, num_samples=200, fill=0.0, alpha=0.0)
       >>> out = explain(w, jnp.ones((1, 2, 2, 1)), jnp.array([1]), segments=seg,
       ...               key=jax.random.key(0))
       >>> out.coefficients.round(3)
@@ -200,32 +211,46 @@ def lime(
       Classifier", KDD 2016; reference code ``marcotcr/lime`` (``lime_image.py``,
       ``lime_base.py``).
     """
-    num_samples, batch_size = p.check_common(num_samples, batch_size, output, blur_sigma)
+    m = as_model(model, what="lime")
+    num = check_num_segments(num_segments, "lime")
+    num_samples, chunk_size, blur_sigma = p.check_common(num_samples, chunk_size, blur_sigma)
     fill = p.check_fill(fill)
-    check_choice(feature_selection, "feature_selection", FEATURE_SELECTIONS)
-    num_features = check_positive_int(num_features, "num_features")
-    for value, name in ((kernel_width, "kernel_width"),):
-        if not value > 0:
-            raise errors.InvalidArgumentError(f"`{name}` must be positive, got {value!r}.")
-    if not alpha >= 0:
-        raise errors.InvalidArgumentError(f"`alpha` must be >= 0, got {alpha!r}.")
-    evaluate = p.Evaluator(apply_fn, output, batch_size)
-    options = (float(kernel_width), float(alpha), feature_selection, num_features)
+    v.check_choice(feature_selection, "feature_selection", FEATURE_SELECTIONS)
+    num_features = v.check_positive_int(num_features, "num_features")
+    kernel_width = v.check_positive_number(kernel_width, "kernel_width")
+    alpha = v.check_positive_number(alpha, "alpha", allow_zero=True)
+    evaluate = p.Evaluator(m, chunk_size)
+    fit_options = (kernel_width, alpha, feature_selection, num_features)
 
-    def explain(params: Any, x, target=None, *, segments, key=None, masks=None) -> LimeExplanation:
-        x, segs, num, target, valid = p.check_inputs(x, target, segments, num_segments)
+    def check(params, x, target, kwargs):
+        return x, target, p.check_call(x, kwargs, num, num_samples, "LIME")
+
+    def run(params, x, target=None, *, segments, key, masks=None) -> LimeExplanation:
+        valid = segment_sizes(segments, num) > 0
         if masks is None:
-            key = check_key(key)
             masks = _draw(key, num_samples, num)
-        else:
-            masks = p.check_masks(masks, num, x.shape[0])
-        p.check_enough_samples(masks.shape[-2], valid, "LIME")
-        target, fill_img = p.target_and_fill(
-            apply_fn, num, fill, blur_sigma, params, x, segs, target
-        )
+        target, fill_img = p.target_and_fill(m, num, fill, blur_sigma, params, x, segments, target)
         full = jnp.broadcast_to(masks, (x.shape[0], *masks.shape[-2:]))
-        y = evaluate(params, x, fill_img, segs, target, full)
-        return _fit(masks, y, valid, *options)
+        y = evaluate(params, x, fill_img, segments, target, full)
+        return _fit(masks, y, valid, *fit_options)
 
-    explain.apply_fn = apply_fn
-    return explain
+    return Explainer(
+        name="lime",
+        model=m,
+        run=run,
+        result="surrogate",
+        options=options(
+            num_segments=num,
+            num_samples=num_samples,
+            fill=fill,
+            blur_sigma=blur_sigma,
+            kernel_width=kernel_width,
+            alpha=alpha,
+            feature_selection=feature_selection,
+            num_features=num_features,
+            chunk_size=chunk_size,
+        ),
+        stochastic=True,
+        min_rank=3,
+        check=check,
+    )
