@@ -58,6 +58,10 @@ class SegmentMapError(XaijaxError, ValueError):
     """A segment map does not match its image, or holds negative, non-integer or too few labels."""
 
 
+class OutputPathError(XaijaxError, OSError):
+    """An output path cannot be written (its directory is missing, is a file, or is read-only)."""
+
+
 class CheckpointMismatchError(XaijaxError, ValueError):
     """A checkpoint's parameter tree does not match the model it is restored into."""
 
@@ -79,6 +83,7 @@ __all__ = [
     "InvalidArgumentError",
     "MissingKeyError",
     "NonFiniteInputError",
+    "OutputPathError",
     "SegmentMapError",
     "TargetOutOfRangeError",
     "UnknownLayerError",
