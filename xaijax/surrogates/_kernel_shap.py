@@ -8,8 +8,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from xaijax._validation import check_key
+from xaijax import errors
+from xaijax._validation import _shape_str, check_choice, check_key, is_concrete
 from xaijax.surrogates import _perturb as p
 from xaijax.surrogates._ridge import constrained_least_squares
 from xaijax.typing import ApplyFn
@@ -107,6 +109,57 @@ def _kernel_weights(masks, valid):
     return shapley_kernel(sizes, jnp.sum(valid, axis=1, keepdims=True))
 
 
+MASK_WEIGHTS = ("kernel", "uniform")
+
+
+def _check_mask_weights(mask_weights, batch_size: int, num_masks: int, masks: jax.Array):
+    """Regression weights ``[B, N]`` of replayed masks (``kernel_shap``'s ``mask_weights``)."""
+    if isinstance(mask_weights, str):
+        check_choice(mask_weights, "mask_weights", MASK_WEIGHTS)
+        if mask_weights == "uniform":
+            return jnp.ones((batch_size, num_masks), jnp.float32)
+        return None  # the kernel, computed from the masks and the valid segments
+    if not hasattr(mask_weights, "dtype"):
+        try:
+            mask_weights = np.asarray(mask_weights)
+        except (TypeError, ValueError) as e:
+            raise errors.InvalidArgumentError(
+                f"`mask_weights` must be 'kernel', 'uniform' or an array of weights, got "
+                f"{type(mask_weights).__name__}."
+            ) from e
+    shape = tuple(mask_weights.shape)
+    if shape not in ((num_masks,), (batch_size, num_masks)):
+        raise errors.InputShapeError(
+            f"`mask_weights` has shape {_shape_str(shape)} but `masks` holds {num_masks} "
+            f"coalitions for {batch_size} example(s): give one weight per mask row, shape "
+            f"[{num_masks}] (shared) or [{batch_size}, {num_masks}]."
+        )
+    if (
+        not (
+            jnp.issubdtype(mask_weights.dtype, jnp.floating)
+            or jnp.issubdtype(mask_weights.dtype, jnp.integer)
+        )
+        or mask_weights.dtype == bool
+    ):
+        raise errors.InputDTypeError(
+            f"`mask_weights` must hold real numbers, got dtype {mask_weights.dtype}."
+        )
+    weights = jnp.broadcast_to(jnp.asarray(mask_weights, jnp.float32), (batch_size, num_masks))
+    if is_concrete(weights) and is_concrete(masks) and not bool(_weights_ok(weights)):
+        raise errors.InvalidArgumentError(
+            "`mask_weights` must be finite and non-negative, with a positive weight for some "
+            "mask of every example; for coalitions drawn from the Shapley kernel distribution "
+            "pass 'uniform', for enumerated or uniformly drawn ones 'kernel'."
+        )
+    return weights
+
+
+@jax.jit
+def _weights_ok(weights):
+    ok = jnp.all(jnp.isfinite(weights) & (weights >= 0))
+    return ok & jnp.all(jnp.sum(weights, axis=1) > 0)
+
+
 @jax.jit
 def _anchor(masks):
     """Prepends the full and the empty coalition to every example's masks."""
@@ -147,7 +200,16 @@ def kernel_shap(
     proportional to the kernel (so all get equal weight), in complementary pairs by default.
     When all ``2^M - 2`` proper coalitions of an example's ``M`` segments fit in
     ``num_samples`` they are enumerated instead and weighted by the kernel, which gives the exact
-    Shapley values. Externally supplied ``masks`` are weighted by the kernel too.
+    Shapley values. Either way the kernel enters once: as the sampling distribution (weights 1)
+    or as the weights (exact enumeration), never both.
+
+    Replayed ``masks`` (e.g. the coalitions Captum's or shap's sampler drew) come with
+    ``mask_weights``, which says how they were drawn: ``"kernel"`` (default) weights each by the
+    Shapley kernel, right for enumerated coalitions or ones drawn *uniformly*; ``"uniform"``
+    gives every mask weight 1, right for coalitions *drawn from the kernel distribution* (as
+    Captum's ``KernelShap`` and shap's sampler draw them; weighting those by the kernel again
+    counts it twice, which fits another weighted regression whose limit is not the Shapley
+    values); an array ``[N]`` or ``[B, N]`` gives the weights explicitly.
 
     Args:
       apply_fn: the model, ``apply_fn(params, x) -> logits [B, C]``.
@@ -161,14 +223,18 @@ def kernel_shap(
       batch_size: perturbed inputs per model call.
 
     Returns:
-      ``explain(params, x, target=None, *, segments, key=None, masks=None)`` returning a
-      :class:`KernelShapExplanation`; arguments as for :func:`lime` (``masks`` ``[N, S]`` or
-      ``[B, N, S]`` of 0/1 replaces sampling).
+      ``explain(params, x, target=None, *, segments, key=None, masks=None,
+      mask_weights="kernel")`` returning a :class:`KernelShapExplanation`; arguments as for
+      :func:`lime` (``masks`` ``[N, S]`` or ``[B, N, S]`` of 0/1 replaces sampling);
+      ``mask_weights`` (``"kernel"``, ``"uniform"`` or an array ``[N]`` / ``[B, N]``) weights
+      the replayed masks, as described above.
 
     Raises:
       SegmentMapError: a segment map of the wrong shape, with negative, non-integer labels, or
         one segment only.
-      InvalidArgumentError: bad hyperparameters, or no more samples than segments.
+      InvalidArgumentError: bad hyperparameters, or no more samples than segments; an unknown
+        ``mask_weights``, negative or non-finite weights, or ``mask_weights`` without ``masks``.
+      InputShapeError: ``mask_weights`` of another shape than the masks.
       MissingKeyError: neither ``key`` nor ``masks``.
 
     Examples:
@@ -189,16 +255,23 @@ def kernel_shap(
     evaluate = p.Evaluator(apply_fn, output, batch_size)
 
     def explain(
-        params: Any, x, target=None, *, segments, key=None, masks=None
+        params: Any, x, target=None, *, segments, key=None, masks=None, mask_weights="kernel"
     ) -> KernelShapExplanation:
         x, segs, num, target, valid = p.check_inputs(x, target, segments, num_segments)
         if masks is None:
+            if not (isinstance(mask_weights, str) and mask_weights == "kernel"):
+                raise errors.InvalidArgumentError(
+                    "`mask_weights` weights replayed `masks` and needs them; xaijax's own "
+                    "sampler (with `key`) already weights its draws correctly."
+                )
             key = check_key(key)
             masks, weights = _draw(key, valid, num_samples, paired)
         else:
             masks = p.check_masks(masks, num, x.shape[0])
             masks = jnp.broadcast_to(masks, (x.shape[0], *masks.shape[-2:]))
-            weights = _kernel_weights(masks, valid)
+            weights = _check_mask_weights(mask_weights, x.shape[0], masks.shape[1], masks)
+            if weights is None:
+                weights = _kernel_weights(masks, valid)
         p.check_enough_samples(masks.shape[1], valid, "KernelSHAP")
         target, fill_img = p.target_and_fill(
             apply_fn, num, fill, blur_sigma, params, x, segs, target
