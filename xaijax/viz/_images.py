@@ -241,7 +241,13 @@ def colorize(values: np.ndarray) -> np.ndarray:
     return (_ANCHORS[lo] * (1 - frac) + _ANCHORS[hi] * frac).astype(np.float32)
 
 
-def heatmap(maps: np.ndarray, *, batch_axis: bool | None = None, **kwargs) -> np.ndarray:
+def heatmap(
+    maps: np.ndarray,
+    *,
+    percentile: float = 99.5,
+    signed: bool = False,
+    batch_axis: bool | None = None,
+) -> np.ndarray:
     """Saliency maps to RGB heatmaps, each map scaled on its own.
 
     Channel maps (``[..., H, W, C]``) are first reduced by the sum of ``|.|`` over channels.
@@ -249,9 +255,10 @@ def heatmap(maps: np.ndarray, *, batch_axis: bool | None = None, **kwargs) -> np
     Args:
       maps: one map ``[H, W]`` (``[H, W, C]`` with ``batch_axis=False``) or a batch ``[B, H, W]``
         (``[B, H, W, C]``).
+      percentile: the percentile of each map shown brightest, as in :func:`normalize`.
+      signed: as in :func:`normalize` (negative values then show as 0, the darkest colour).
       batch_axis: whether axis 0 indexes maps; ``None`` reads rank 2 as one map and ranks 3 and
         4 as batches.
-      **kwargs: ``percentile`` and ``signed``, passed to :func:`normalize`.
 
     Returns:
       ``float32`` RGB ``[H, W, 3]`` or ``[B, H, W, 3]``.
@@ -275,7 +282,7 @@ def heatmap(maps: np.ndarray, *, batch_axis: bool | None = None, **kwargs) -> np
         )
     if spatial_rank == 3:
         arr = np.abs(arr).sum(axis=-1)
-    return colorize(normalize(arr, batch_axis=batched, **kwargs))
+    return colorize(normalize(arr, percentile=percentile, signed=signed, batch_axis=batched))
 
 
 def overlay(images: np.ndarray, maps: np.ndarray, alpha: float = 0.55) -> np.ndarray:
@@ -327,9 +334,9 @@ def grid(rows: Sequence[Sequence[np.ndarray]], *, pad: int = 2, scale: int = 1) 
     """Tiles equally sized RGB (or grey) tiles ``[H, W(, C)]`` into one image, row by row.
 
     Args:
-      rows: rows of tiles; a tile is ``[H, W]`` or ``[H, W, C]`` (``C`` = 1, 3 or 4, alpha
-        dropped), floats in [0, 1], uint8 or bool. Rows may differ in length (and be empty);
-        the background is white.
+      rows: rows of tiles (a row is a list of tiles or an array ``[N, H, W, C]``); a tile is
+        ``[H, W]`` or ``[H, W, C]`` (``C`` = 1, 3 or 4, alpha dropped), floats in [0, 1], uint8
+        or bool. Rows may differ in length (and be empty); the background is white.
       pad: white pixels between and around tiles.
       scale: integer upscaling of the result (nearest neighbour).
 
@@ -356,7 +363,10 @@ def grid(rows: Sequence[Sequence[np.ndarray]], *, pad: int = 2, scale: int = 1) 
             return np.ndim(r) == 4
         return isinstance(r, Sequence) and not isinstance(r, str | bytes)
 
-    if not isinstance(rows, Sequence) or isinstance(rows, str) or not all(map(is_row, rows)):
+    if isinstance(rows, str | bytes | np.ndarray) or not hasattr(rows, "__iter__"):
+        rows = [rows]  # reported below as not a list of rows
+    rows = list(rows)
+    if not all(map(is_row, rows)):
         raise errors.InputShapeError(
             "`rows` must be a list of rows, each a list of tiles (or an array of tiles "
             "[N, H, W, C]), e.g. `[[a, b], [c, d]]`; for one row of tiles write `[[a, b]]`."
