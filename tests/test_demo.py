@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from xaijax import errors
 from xaijax.cli import _methods, demo
 
 
@@ -25,3 +28,23 @@ def test_small_demo_writes_a_complete_report(tmp_path, capsys):
         assert row["ms / image"] > 0
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(_methods.image_methods.__doc__) > 0
+
+
+def test_unwritable_out_fails_before_any_work(tmp_path, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("a regular file: nothing can be created below it, not even by root")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the demo started working before checking --out")
+
+    monkeypatch.setattr(demo.synthetic, "make_images", no_work)
+    out = afile / "out"
+    argv = ["--small", "--out", str(out), "--cache", str(tmp_path / "ckpt"), "--no-progress"]
+    with pytest.raises(errors.OutputPathError, match="--out") as info:
+        demo.main(argv)
+    assert str(out) in str(info.value)
+    assert not (tmp_path / "ckpt").exists()
+    # A writable --out is created and left without the probe file.
+    fresh = tmp_path / "new" / "out"
+    demo.check_output_dir(str(fresh))
+    assert fresh.is_dir() and list(fresh.iterdir()) == []

@@ -62,6 +62,10 @@ class SegmentMapError(XaijaxError, ValueError):
     """A segment map does not match its image, or holds negative, non-integer or too few labels."""
 
 
+class OutputPathError(XaijaxError, OSError):
+    """An output path cannot be written (its directory is missing, is a file, or is read-only)."""
+
+
 class CheckpointMismatchError(XaijaxError, ValueError):
     """A checkpoint's parameter tree does not match the model it is restored into."""
 
@@ -103,21 +107,22 @@ class UnsupportedPrimitiveError(XaijaxError, NotImplementedError):
 
 
 __all__ = [
-    "NotAnExplainerError",
-    "NonFiniteOutputError",
-    "ModelOutputError",
-    "ModelCallError",
-    "InvalidKeyError",
-    "DevicesAlreadyStartedError",
     "BatchMismatchError",
     "CheckpointMismatchError",
     "CorruptCheckpointError",
+    "DevicesAlreadyStartedError",
     "InputDTypeError",
     "InputShapeError",
     "InvalidArgumentError",
+    "InvalidKeyError",
     "MissingKeyError",
+    "ModelCallError",
+    "ModelOutputError",
     "NonFiniteInputError",
     "NonFiniteLossError",
+    "NonFiniteOutputError",
+    "NotAnExplainerError",
+    "OutputPathError",
     "SegmentMapError",
     "TargetOutOfRangeError",
     "UnknownLayerError",

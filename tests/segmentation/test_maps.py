@@ -95,3 +95,44 @@ def test_relabel_contiguous_raster_order_and_sizes():
     assert num_segments(seg) == 10
     with pytest.raises(errors.InvalidArgumentError, match="num_segments"):
         jax.jit(num_segments)(jnp.asarray(seg))
+
+
+# --- labels outside [0, S) (issue 10: dropped or mislabelled silently) --------------------------
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [(np.array([[[0, 5], [1, 1]]]), "label 5"), (np.array([[[0, -1], [1, 1]]]), "label -1")],
+)
+def test_segment_sizes_rejects_labels_outside_the_count(bad, words):
+    with pytest.raises(errors.SegmentMapError, match="num_segments") as info:
+        segment_sizes(bad, 2)
+    assert words in str(info.value)
+    # Concrete jax arrays are checked too; inside jit the labels are unknown and out-of-range
+    # ones are dropped (documented), so the sizes of the valid labels still come out.
+    with pytest.raises(errors.SegmentMapError):
+        segment_sizes(jnp.asarray(bad), 2)
+    traced = jax.jit(segment_sizes, static_argnums=1)(jnp.asarray(bad), 2)
+    np.testing.assert_array_equal(np.asarray(traced), [[1, 2]])
+    with pytest.raises(errors.SegmentMapError, match="integer"):
+        segment_sizes(np.zeros((1, 2, 2), np.float32), 2)
+    with pytest.raises(errors.InvalidArgumentError, match="num_segments"):
+        segment_sizes(np.zeros((1, 2, 2), np.int32), 0)
+
+
+def test_relabel_contiguous_rejects_negative_and_too_large_labels():
+    negative = np.array([[[-1, 2], [-1, 1]]])
+    with pytest.raises(errors.SegmentMapError, match="negative") as info:
+        relabel_contiguous(negative)
+    assert "label -1" in str(info.value)
+    with pytest.raises(errors.SegmentMapError, match="negative"):
+        relabel_contiguous(jnp.asarray(negative), 3)
+    with pytest.raises(errors.SegmentMapError, match="num_labels"):
+        relabel_contiguous(np.array([[[0, 3], [1, 1]]]), 3)
+    with pytest.raises(errors.SegmentMapError, match="integer"):
+        relabel_contiguous(np.zeros((1, 2, 2), np.float32))
+    # Valid labels are still relabelled in raster order, eagerly and under jit.
+    ok = np.array([[[5, 2], [5, 1]]])
+    np.testing.assert_array_equal(np.asarray(relabel_contiguous(ok)), [[[0, 1], [0, 2]]])
+    jitted = jax.jit(relabel_contiguous, static_argnums=1)(jnp.asarray(ok), 6)
+    np.testing.assert_array_equal(np.asarray(jitted), [[[0, 1], [0, 2]]])

@@ -175,28 +175,24 @@ def test_batched_equals_per_example_jit_vmap_and_no_recompile(regions, assert_no
     np.testing.assert_array_equal(np.asarray(stacked).reshape(labels.shape), labels)
 
 
-def test_spread_over_cpu_devices_equals_one_device(regions):
-    """A concrete batch runs over the CPU devices (4 in tests/conftest.py), with the labels of
-    one device, handed back on one device, and a program without collectives."""
+def test_sharded_batch_equals_one_device_without_collectives(regions):
+    """A batch the caller sharded over the CPU devices (4 in tests/conftest.py) gets the labels
+    of one device, stays sharded, and runs a program without collectives (each device loops
+    over its own share under shard_map); an unsharded batch stays on one device."""
     import xaijax
-    from xaijax import _devices
 
     segment, x, labels, _ = regions
-    spread = segment(x)
-    assert len(spread.sharding.device_set) == 1
-    np.testing.assert_array_equal(np.asarray(spread), labels)
-    xaijax.set_cpu_data_parallel(False)
-    try:
-        np.testing.assert_array_equal(np.asarray(segment(x)), labels)
-    finally:
-        xaijax.set_cpu_data_parallel(True)
-    xs = jax.device_put(jnp.asarray(x), _devices.batch_sharding(x.shape[0]))
+    single = segment(x)
+    assert len(single.sharding.device_set) == 1
+    np.testing.assert_array_equal(np.asarray(single), labels)
+    xs = xaijax.shard_batch(jnp.asarray(x))
     assert len(xs.sharding.device_set) == 4
-    np.testing.assert_array_equal(np.asarray(segment(xs)), labels)  # caller-spread: same
-    # Each device runs its own while loops (shard_map): no all-reduce per iteration.
-    hlo = segment.lowered(x).compile().as_text()
+    sharded = segment(xs)
+    assert len(sharded.sharding.device_set) == 4
+    np.testing.assert_array_equal(np.asarray(sharded), labels)
+    hlo = segment.lowered(xs).compile().as_text()
     traced = jax.jit(lambda v: segment(v)).lower(xs).compile().as_text()
-    assert "all-reduce" in traced  # what it avoids: the caller's jit over a spread batch has one
+    assert "all-reduce" in traced  # what it avoids: the caller's jit over a sharded batch has one
     collectives = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "reduce-scatter")
     assert not [op for op in collectives if op in hlo]
 

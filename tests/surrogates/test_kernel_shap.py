@@ -15,6 +15,9 @@ from xaijax import errors
 from xaijax.surrogates import kernel_shap, shapley_kernel
 
 
+KEY = jax.random.key(0)
+
+
 def _game_model():
     """A non-additive model of 4 segments: pairwise products and a squared term of segment sums."""
 
@@ -197,3 +200,114 @@ def test_bad_inputs_raise_named_errors(game):
     ]:
         with pytest.raises(errors.InvalidArgumentError, match=name):
             kernel_shap(apply_fn, **{"num_segments": 4, **kwargs})
+
+
+# --- how replayed coalitions are weighted (issue 10: kernel-drawn masks counted the kernel twice)
+
+
+def _pixel_game(m: int, seed: int = 0):
+    """A non-additive game of ``m`` one-pixel segments, as a model and as a NumPy set function."""
+    rng = np.random.default_rng(seed)
+    beta = rng.normal(size=m)
+    pairs = np.triu(rng.normal(size=(m, m)), 1)
+
+    def apply_fn(p, x):
+        s = x.reshape(x.shape[0], -1)  # [B, m]: pixel k is segment k (fill 0 switches it off)
+        logit = s @ beta + jnp.einsum("bi,ij,bj->b", s, pairs, s) + 2.0 * jnp.prod(s[:, :3], -1)
+        return jnp.stack([jnp.zeros_like(logit), logit], -1)
+
+    x = rng.uniform(0.5, 1.5, (1, 1, m, 1)).astype(np.float32)
+    xs = x.reshape(m).astype(np.float64)
+
+    def value(z):  # z [N, m] of 0/1 -> [N]
+        s = z * xs
+        return s @ beta + np.einsum("bi,ij,bj->b", s, pairs, s) + 2.0 * np.prod(s[:, :3], -1)
+
+    return apply_fn, jnp.asarray(x), np.arange(m).reshape(1, m), value
+
+
+def _all_coalitions(m: int) -> np.ndarray:
+    return np.array(list(itertools.product([0, 1], repeat=m)), np.float64)
+
+
+def _brute_force_shapley(value, m: int) -> np.ndarray:
+    """phi_i = sum over S without i of |S|! (m - |S| - 1)! / m! (v(S + i) - v(S)), vectorised."""
+    z = _all_coalitions(m)
+    v = value(z)
+    size = z.sum(1).astype(int)
+    phi = np.zeros(m)
+    for i in range(m):
+        without = z[:, i] == 0
+        with_i = z[without].copy()
+        with_i[:, i] = 1
+        w = np.array([math.factorial(k) * math.factorial(m - k - 1) for k in size[without]])
+        phi[i] = np.sum(w / math.factorial(m) * (value(with_i) - v[without]))
+    return phi
+
+
+def _kernel_draws(m: int, n: int, seed: int) -> np.ndarray:
+    """Coalitions drawn from the Shapley kernel distribution, as shap's and Captum's samplers do:
+    a size k in 1..m-1 with probability proportional to (m - 1) / (k (m - k)), then a uniform
+    subset of that size."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(1, m)
+    p = (m - 1) / (k * (m - k))
+    sizes = rng.choice(k, size=n, p=p / p.sum())
+    order = np.argsort(rng.uniform(size=(n, m)), axis=1)
+    return (np.argsort(order, axis=1) < sizes[:, None]).astype(np.float32)
+
+
+def test_replayed_masks_are_weighted_as_the_caller_says():
+    m = 6
+    apply_fn, x, seg, value = _pixel_game(m)
+    exact = _brute_force_shapley(value, m)
+    explain = kernel_shap(apply_fn, num_segments=m, fill=0.0)
+    t = jnp.array([1])
+    z = _all_coalitions(m)[1:-1].astype(np.float32)  # the 2^m - 2 proper coalitions
+    # Oracle 1: exact enumeration with kernel weights gives the exact Shapley values.
+    for weights in ("kernel", None):
+        kw = {} if weights is None else {"mask_weights": weights}
+        out = explain(None, x, t, segments=seg, masks=z, key=KEY, **kw)  # "kernel" is the default
+        np.testing.assert_allclose(np.asarray(out.values)[0], exact, atol=2e-4)
+    kernel = np.asarray(shapley_kernel(jnp.asarray(z.sum(1)), m))
+    out = explain(None, x, t, segments=seg, masks=z, key=KEY, mask_weights=kernel)
+    np.testing.assert_allclose(np.asarray(out.values)[0], exact, atol=2e-4)
+    # Weighting by the kernel twice (what replayed kernel-drawn masks used to get) is another
+    # estimator: its limit misses the Shapley values of this non-additive game.
+    twice = explain(None, x, t, segments=seg, masks=z, key=KEY, mask_weights=kernel**2)
+    assert np.abs(np.asarray(twice.values)[0] - exact).max() > 0.05
+    # Oracle 2: masks drawn from the kernel distribution with uniform weights converge to the
+    # exact values; the same draws weighted by the kernel again stay off.
+    drawn = _kernel_draws(m, 20000, seed=0)
+    uniform = explain(None, x, t, segments=seg, masks=drawn, key=KEY, mask_weights="uniform")
+    err_uniform = np.abs(np.asarray(uniform.values)[0] - exact).max()
+    doubled = explain(None, x, t, segments=seg, masks=drawn, key=KEY, mask_weights="kernel")
+    err_doubled = np.abs(np.asarray(doubled.values)[0] - exact).max()
+    assert err_uniform < 0.03 and err_doubled > 2 * err_uniform, (err_uniform, err_doubled)
+    # Per-example weights [B, N] and bad weights.
+    per_example = explain(None, x, t, segments=seg, masks=z, key=KEY, mask_weights=kernel[None])
+    np.testing.assert_allclose(np.asarray(per_example.values)[0], exact, atol=2e-4)
+    for bad, words in [
+        ("shap", "mask_weights"),
+        (kernel[:-1], "[61]"),
+        (-kernel, "non-negative"),
+        (np.full_like(kernel, np.nan), "non-negative"),
+    ]:
+        with pytest.raises(errors.XaijaxError, match="mask_weights") as info:
+            explain(None, x, t, segments=seg, masks=z, key=KEY, mask_weights=bad)
+        assert words in str(info.value)
+    with pytest.raises(errors.InvalidArgumentError, match="masks"):
+        explain(None, x, t, segments=seg, key=jax.random.key(0), mask_weights="uniform")
+
+
+def test_own_sampler_converges_to_exact_shapley_values():
+    # xaijax's own sampler draws sizes from the kernel and weights every draw 1 (no double
+    # counting): on a 10-player non-additive game it converges to the brute-force values.
+    m = 10
+    apply_fn, x, seg, value = _pixel_game(m, seed=1)
+    exact = _brute_force_shapley(value, m)
+    out = kernel_shap(apply_fn, num_segments=m, num_samples=1000, fill=0.0, chunk_size=1000)(
+        None, x, jnp.array([1]), segments=seg, key=jax.random.key(0)
+    )
+    err = np.abs(np.asarray(out.values)[0] - exact).max()
+    assert err < 0.05 * np.abs(exact).max(), (err, np.abs(exact).max())

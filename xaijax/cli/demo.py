@@ -21,6 +21,7 @@ import html
 import json
 import os
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -28,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax import metrics, models, training, viz
+from xaijax import errors, metrics, models, training, viz
 from xaijax.cli import _methods
 from xaijax.data import synthetic
 
@@ -55,7 +56,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def check_output_dir(out: str) -> None:
+    """Makes sure the report directory ``out`` can be written, before any work starts.
+
+    Creates it (with its parents), writes a probe file into it and removes the probe.
+
+    Raises:
+      OutputPathError: ``out`` cannot be created or written (e.g. it lies below a regular file,
+        on a read-only file system, or is itself a file).
+    """
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".xaijax-probe-"):
+            pass  # removed on closing
+    except OSError as e:
+        raise errors.OutputPathError(
+            f"--out {out!r} cannot be written ({e.strerror or e}): the report would be lost "
+            "after all the work. Pass a writable directory with --out (it is created if "
+            "missing)."
+        ) from e
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    check_output_dir(args.out)  # fail now, not after training and explaining
     small = args.small
     progress = not args.no_progress
     # 300 steps of batch 32 reach >= 99% test accuracy for the image zoo

@@ -10,13 +10,14 @@ data-dependent shape. Labels need not be contiguous: a label with no pixels is s
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from xaijax import errors
-from xaijax._validation import _shape_str, is_concrete
+from xaijax._validation import _shape_str, check_positive_int, is_concrete
 
 
 def num_segments(segments: jax.typing.ArrayLike) -> int:
@@ -143,6 +144,51 @@ def validate_segments(
     return jnp.asarray(segments, jnp.int32)
 
 
+def _check_label_map(segments, name: str, fn: str) -> jax.Array:
+    """Static checks of a label map for ``fn``: integer dtype, rank >= 2; returns it as int32."""
+    if not hasattr(segments, "dtype"):
+        segments = np.asarray(segments)
+    if not jnp.issubdtype(segments.dtype, jnp.integer) or segments.dtype == bool:
+        raise errors.SegmentMapError(
+            f"`{fn}` needs integer labels in `{name}`, got dtype {segments.dtype}. "
+            f"Cast whole-number labels with `{name}.astype(jnp.int32)`."
+        )
+    if segments.ndim < 2:
+        raise errors.SegmentMapError(
+            f"`{fn}` needs a batch of maps `{name}` [B, *spatial], got shape "
+            f"{_shape_str(segments.shape)}; for one map add a batch axis: `{name}[None]`."
+        )
+    return jnp.asarray(segments, jnp.int32)
+
+
+def _check_label_range(segments: jax.Array, upper: int | None, bound: str, fn: str) -> None:
+    """Raises for labels < 0 or >= ``upper`` when ``segments`` is concrete.
+
+    The test runs on the device and brings back one boolean (the batch stays where it is); the
+    extremes for the message are fetched only when it fails. A traced map cannot be checked.
+    """
+    if not is_concrete(segments) or segments.size == 0:
+        return
+    if not bool(_out_of_range(segments, jnp.iinfo(jnp.int32).max if upper is None else upper)):
+        return
+    lo, hi = int(jnp.min(segments)), int(jnp.max(segments))
+    if lo < 0:
+        raise errors.SegmentMapError(
+            f"`{fn}` got a negative label (label {lo}); labels must lie in "
+            f"[0, {bound}). Shift them first, e.g. `segments - segments.min()`."
+        )
+    raise errors.SegmentMapError(
+        f"`{fn}` got label {hi} but `{bound}` is {upper}: labels must lie in [0, {bound}). "
+        f"Raise `{bound}` to at least {hi + 1} (e.g. `xaijax.segmentation.num_segments(...)`) "
+        "or relabel with `xaijax.segmentation.relabel_contiguous`."
+    )
+
+
+@jax.jit
+def _out_of_range(segments: jax.Array, upper: jax.Array) -> jax.Array:
+    return jnp.any((segments < 0) | (segments >= upper))
+
+
 def segment_sizes(segments: jax.typing.ArrayLike, num_segments: int) -> jax.Array:
     """Pixel (voxel) count of every segment.
 
@@ -153,17 +199,28 @@ def segment_sizes(segments: jax.typing.ArrayLike, num_segments: int) -> jax.Arra
     Returns:
       ``int32`` array ``[B, S]``; 0 marks an empty (invalid, padded) segment.
 
+    Raises:
+      SegmentMapError: non-integer labels, a map without batch axis, or (for a concrete map)
+        a label that is negative or ``>= num_segments``. The range check runs on the device and
+        brings back one boolean. Inside ``jit``/``vmap`` the labels are unknown and it cannot
+        run: out-of-range labels are then dropped (counted nowhere), so check the map once
+        eagerly, e.g. with :func:`validate_segments`.
+      InvalidArgumentError: ``num_segments`` is not a positive integer.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> segment_sizes(jnp.array([[[0, 0], [2, 0]]]), 4)
       Array([[3, 0, 1, 0]], dtype=int32)
     """
-    return _segment_sizes(jnp.asarray(segments, jnp.int32), num_segments)
+    num_segments = check_positive_int(num_segments, "num_segments")
+    segments = _check_label_map(segments, "segments", "segment_sizes")
+    _check_label_range(segments, num_segments, "num_segments", "segment_sizes")
+    return _segment_sizes(segments, num_segments)
 
 
 @functools.partial(jax.jit, static_argnums=1)
 def _segment_sizes(segments: jax.Array, num: int) -> jax.Array:
-    flat = segments.reshape(segments.shape[0], -1)
+    flat = segments.reshape(segments.shape[0], math.prod(segments.shape[1:]))
     ones = jnp.ones(flat.shape[1], jnp.int32)
     return jax.vmap(lambda s: jax.ops.segment_sum(ones, s, num))(flat)
 
@@ -191,15 +248,31 @@ def relabel_contiguous(segments: jax.typing.ArrayLike, num_labels: int | None = 
     Returns:
       ``int32`` map ``[B, *spatial]`` with labels ``0 .. K-1`` (``K`` distinct labels per image).
 
+    Raises:
+      SegmentMapError: non-integer labels, a map without batch axis, or (for a concrete map)
+        a negative label or one ``>= num_labels``. The check runs on the device and brings back
+        one boolean. Inside ``jit``/``vmap`` it cannot run, and out-of-range labels give
+        meaningless output there: check the map once eagerly.
+      InvalidArgumentError: ``num_labels`` is not a positive integer, or is ``None`` for a
+        traced map.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> relabel_contiguous(jnp.array([[[7, 7], [2, 9]]]))
       Array([[[0, 0],
               [1, 2]]], dtype=int32)
     """
-    segments = jnp.asarray(segments, jnp.int32)
+    segments = _check_label_map(segments, "segments", "relabel_contiguous")
+    if segments.size == 0:
+        return segments
     if num_labels is None:
-        num_labels = num_segments(segments)
+        if not is_concrete(segments):
+            num_segments(segments)  # raises: the bound cannot be read from a traced map
+        _check_label_range(segments, None, "num_labels", "relabel_contiguous")
+        num_labels = int(jnp.max(segments)) + 1  # one scalar back, not the batch
+    else:
+        num_labels = check_positive_int(num_labels, "num_labels")
+        _check_label_range(segments, num_labels, "num_labels", "relabel_contiguous")
     flat = segments.reshape(segments.shape[0], -1)
     out = jax.vmap(lambda s: _relabel_single(s, num_labels))(flat)
     return out.reshape(segments.shape)

@@ -319,7 +319,9 @@ def slic(
 
     Raises:
       InvalidArgumentError: bad hyperparameters.
-      InputShapeError, InputDTypeError, NonFiniteInputError: bad ``x``.
+      InputShapeError, InputDTypeError, NonFiniteInputError: bad ``x`` (including a spatial
+        or channel axis of size 0; a 1 x 1 image is one segment, an empty batch gives an empty
+        result).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -394,6 +396,17 @@ def slic(
         if x.ndim > 5:
             raise errors.InputShapeError(
                 f"`x` must be images [B, H, W, C] or videos [B, T, H, W, C], got rank {x.ndim}."
+            )
+        shape = "[" + ", ".join(str(int(d)) for d in x.shape) + "]"
+        if 0 in x.shape[1:-1]:
+            raise errors.InputShapeError(
+                f"`x` of shape {shape} has a spatial axis of size 0: there are no pixels to "
+                "segment. Check the crop or resize that produced it."
+            )
+        if x.shape[-1] == 0:
+            raise errors.InputShapeError(
+                f"`x` of shape {shape} has no channel (last axis of size 0); pass images "
+                "[B, H, W, C] with C >= 1 (a grey image has C = 1: `x[..., None]`)."
             )
         lab = x.shape[-1] == 3 if convert_to_lab is None else convert_to_lab
         if lab and x.shape[-1] != 3:

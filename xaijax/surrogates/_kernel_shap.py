@@ -7,10 +7,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from xaijax import errors
 from xaijax._explainer import Explainer, options
 from xaijax._model import as_model
+from xaijax._validation import _shape_str, check_choice, is_concrete
 from xaijax.segmentation import segment_sizes
 from xaijax.superpixels._segments import check_num_segments
 from xaijax.surrogates import _perturb as p
@@ -109,6 +111,57 @@ def _kernel_weights(masks, valid):
     return shapley_kernel(sizes, jnp.sum(valid, axis=1, keepdims=True))
 
 
+MASK_WEIGHTS = ("kernel", "uniform")
+
+
+def _check_mask_weights(mask_weights, batch_size: int, num_masks: int, masks: jax.Array):
+    """Regression weights ``[B, N]`` of replayed masks (``kernel_shap``'s ``mask_weights``)."""
+    if isinstance(mask_weights, str):
+        check_choice(mask_weights, "mask_weights", MASK_WEIGHTS)
+        if mask_weights == "uniform":
+            return jnp.ones((batch_size, num_masks), jnp.float32)
+        return None  # the kernel, computed from the masks and the valid segments
+    if not hasattr(mask_weights, "dtype"):
+        try:
+            mask_weights = np.asarray(mask_weights)
+        except (TypeError, ValueError) as e:
+            raise errors.InvalidArgumentError(
+                f"`mask_weights` must be 'kernel', 'uniform' or an array of weights, got "
+                f"{type(mask_weights).__name__}."
+            ) from e
+    shape = tuple(mask_weights.shape)
+    if shape not in ((num_masks,), (batch_size, num_masks)):
+        raise errors.InputShapeError(
+            f"`mask_weights` has shape {_shape_str(shape)} but `masks` holds {num_masks} "
+            f"coalitions for {batch_size} example(s): give one weight per mask row, shape "
+            f"[{num_masks}] (shared) or [{batch_size}, {num_masks}]."
+        )
+    if (
+        not (
+            jnp.issubdtype(mask_weights.dtype, jnp.floating)
+            or jnp.issubdtype(mask_weights.dtype, jnp.integer)
+        )
+        or mask_weights.dtype == bool
+    ):
+        raise errors.InputDTypeError(
+            f"`mask_weights` must hold real numbers, got dtype {mask_weights.dtype}."
+        )
+    weights = jnp.broadcast_to(jnp.asarray(mask_weights, jnp.float32), (batch_size, num_masks))
+    if is_concrete(weights) and is_concrete(masks) and not bool(_weights_ok(weights)):
+        raise errors.InvalidArgumentError(
+            "`mask_weights` must be finite and non-negative, with a positive weight for some "
+            "mask of every example; for coalitions drawn from the Shapley kernel distribution "
+            "pass 'uniform', for enumerated or uniformly drawn ones 'kernel'."
+        )
+    return weights
+
+
+@jax.jit
+def _weights_ok(weights):
+    ok = jnp.all(jnp.isfinite(weights) & (weights >= 0))
+    return ok & jnp.all(jnp.sum(weights, axis=1) > 0)
+
+
 @jax.jit
 def _anchor(masks):
     """Prepends the full and the empty coalition to every example's masks."""
@@ -148,7 +201,16 @@ def kernel_shap(
     proportional to the kernel (so all get equal weight), in complementary pairs by default.
     When all ``2^M - 2`` proper coalitions of an example's ``M`` segments fit in
     ``num_samples`` they are enumerated instead and weighted by the kernel, which gives the exact
-    Shapley values. Externally supplied ``masks`` are weighted by the kernel too.
+    Shapley values. Either way the kernel enters once: as the sampling distribution (weights 1)
+    or as the weights (exact enumeration), never both.
+
+    Replayed ``masks`` (e.g. the coalitions Captum's or shap's sampler drew) come with
+    ``mask_weights``, which says how they were drawn: ``"kernel"`` (default) weights each by the
+    Shapley kernel, right for enumerated coalitions or ones drawn *uniformly*; ``"uniform"``
+    gives every mask weight 1, right for coalitions *drawn from the kernel distribution* (as
+    Captum's ``KernelShap`` and shap's sampler draw them; weighting those by the kernel again
+    counts it twice, which fits another weighted regression whose limit is not the Shapley
+    values); an array ``[N]`` or ``[B, N]`` gives the weights explicitly.
 
     ``f`` is the model's explained score (:attr:`xaijax.Model.score`; the logits of a bare
     ``apply_fn``); for probabilities pass ``xaijax.model(apply_fn, score="probability")``.
@@ -168,15 +230,19 @@ def kernel_shap(
 
     Returns:
       An :class:`~xaijax.Explainer` (result ``"surrogate"``)
-      ``explain(params, x, target=None, *, segments, key, masks=None)`` returning a
-      :class:`KernelShapExplanation`; arguments as for :func:`lime` (``masks`` ``[N, S]`` or
-      ``[B, N, S]`` of 0/1 replaces sampling; ``key`` is then unused but still required).
+      ``explain(params, x, target=None, *, segments, key, masks=None, mask_weights="kernel")``
+      returning a :class:`KernelShapExplanation`; arguments as for :func:`lime` (``masks``
+      ``[N, S]`` or ``[B, N, S]`` of 0/1 replaces sampling; ``key`` is then unused but still
+      required); ``mask_weights`` (``"kernel"``, ``"uniform"`` or an array ``[N]`` / ``[B, N]``)
+      weights the replayed masks, as described above.
 
     Raises:
       SegmentMapError: a segment map of the wrong shape, with negative, non-integer labels,
         labels ``>= num_segments``, or one segment only.
       InvalidArgumentError: bad hyperparameters (in the factory), or no more samples than
-        segments.
+        segments; an unknown ``mask_weights``, negative or non-finite weights, or
+        ``mask_weights`` without ``masks``.
+      InputShapeError: ``mask_weights`` of another shape than the masks.
       MissingKeyError: no ``key``.
       NonFiniteOutputError: the model's scores are not finite on the coalitions.
 
@@ -202,15 +268,36 @@ def kernel_shap(
     evaluate = p.Evaluator(m, chunk_size)
 
     def check(params, x, target, kwargs):
-        return x, target, p.check_call(x, kwargs, num, num_samples, "KernelSHAP")
+        weights = kwargs.pop("mask_weights", "kernel")
+        kwargs = p.check_call(x, kwargs, num, num_samples, "KernelSHAP")
+        masks = kwargs.get("masks")
+        if masks is None:
+            if not (isinstance(weights, str) and weights == "kernel"):
+                raise errors.InvalidArgumentError(
+                    "`mask_weights` weights replayed `masks` and needs them; xaijax's own "
+                    "sampler (with `key`) already weights its draws correctly."
+                )
+        else:
+            kwargs["mask_weights"] = _check_mask_weights(
+                weights, x.shape[0], masks.shape[-2], masks
+            )
+        return x, target, kwargs
 
-    def run(params, x, target=None, *, segments, key, masks=None) -> KernelShapExplanation:
+    def run(
+        params, x, target=None, *, segments, key, masks=None, mask_weights="kernel"
+    ) -> KernelShapExplanation:
         valid = segment_sizes(segments, num) > 0
         if masks is None:
             masks, weights = _draw(key, valid, num_samples, paired)
         else:
             masks = jnp.broadcast_to(masks, (x.shape[0], *masks.shape[-2:]))
-            weights = _kernel_weights(masks, valid)
+            weights = (
+                None
+                if mask_weights is None
+                else _check_mask_weights(mask_weights, x.shape[0], masks.shape[1], masks)
+            )
+            if weights is None:
+                weights = _kernel_weights(masks, valid)
         target, fill_img = p.target_and_fill(m, num, fill, blur_sigma, params, x, segments, target)
         full = _anchor(masks)
         y = evaluate(params, x, fill_img, segments, target, full)
