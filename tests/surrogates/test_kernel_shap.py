@@ -14,7 +14,6 @@ import xaijax
 from xaijax import errors
 from xaijax.surrogates import kernel_shap, shapley_kernel
 
-
 KEY = jax.random.key(0)
 
 
