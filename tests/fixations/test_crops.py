@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import xaijax
 from xaijax import errors, models
-from xaijax.fixations import crop_geometry, fixations, multi_crop
+from xaijax.fixations import crop_geometry, crops_used, fixations, multi_crop
 
 H = 16
 NUM_CLASSES = 4
@@ -82,7 +86,7 @@ def test_matches_the_authors_protocol(setup):
     explain = multi_crop(single)
     got = np.asarray(explain(params, x))
     want, used, _ = reference(apply_fn, params, x, single)
-    np.testing.assert_array_equal(np.asarray(explain.crops_used(params, x)), used)
+    np.testing.assert_array_equal(np.asarray(crops_used(explain, params, x)), used)
     # The test exercises the vote: some crops disagree with the label and are left out.
     assert 0 < used.sum() < used.size
     np.testing.assert_array_equal(got, want)
@@ -97,7 +101,7 @@ def test_target_fixes_the_label_and_falls_back_to_the_centre(setup):
         target = np.full((x.shape[0],), t, np.int32)
         want, used, crop_labels = reference(apply_fn, params, x, single, target=target)
         np.testing.assert_array_equal(np.asarray(explain(params, x, jnp.asarray(target))), want)
-        np.testing.assert_array_equal(np.asarray(explain.crops_used(params, x, target)), used)
+        np.testing.assert_array_equal(np.asarray(crops_used(explain, params, x, target)), used)
         none = ~(crop_labels == t).any(axis=1)  # no crop predicts class t: the centre only
         assert (used[none] == np.array([False] * 4 + [True])).all()
         fallback += int(none.sum())
@@ -123,15 +127,14 @@ def test_coverage_closed_form(setup):
     def ones(p, xb, t):
         return jnp.ones(xb.shape[:3], jnp.int32)
 
-    total = np.asarray(multi_crop(ones, apply_fn=apply_fn, select="all")(params, x))
+    total = np.asarray(multi_crop(xaijax.explainer(ones, apply_fn), select="all")(params, x))
     assert crop_geometry(H, H, 0.875)[0] == (18, 18)
     assert (total.sum(axis=(1, 2)) == 5 * H * H).all()
     assert total.min() >= 1 and total.max() <= 5 * 4
     assert (total[:, 2:14, 2:14] >= 5).all()  # the middle is in every crop
     mean = np.asarray(
         multi_crop(
-            lambda p, xb, t: ones(p, xb, t).astype(jnp.float32),
-            apply_fn=apply_fn,
+            xaijax.explainer(lambda p, xb, t: ones(p, xb, t).astype(jnp.float32), apply_fn),
             select="all",
             reduce="mean",
         )(params, x)
@@ -153,8 +156,10 @@ def test_batched_equals_per_example_jit_and_no_recompile(setup, assert_no_recomp
 def test_bad_input(setup):
     apply_fn, params, x, single = setup
     explain = multi_crop(single)
-    with pytest.raises(errors.InputShapeError, match="rank 4"):
+    with pytest.raises(errors.InputShapeError, match="rank"):
         explain(params, x[0])
+    with pytest.raises(errors.InputShapeError, match="rank"):
+        crops_used(explain, params, x[0])
     with pytest.raises(errors.InputDTypeError, match="floating"):
         explain(params, (x * 255).astype(jnp.uint8))
     with pytest.raises(errors.NonFiniteInputError):
@@ -170,7 +175,63 @@ def test_bad_input(setup):
         multi_crop(single, select="best")
     with pytest.raises(errors.InvalidArgumentError, match="reduce"):
         multi_crop(single, reduce="max")
-    with pytest.raises(errors.InvalidArgumentError, match="apply_fn"):
+    with pytest.raises(errors.NotAnExplainerError, match="xaijax.explainer"):
         multi_crop(lambda p, xb, t: xb[..., 0])
-    with pytest.raises(errors.InvalidArgumentError, match="callable"):
+    with pytest.raises(errors.NotAnExplainerError):
         multi_crop(None)
+    with pytest.raises(errors.InvalidArgumentError, match="multi_crop"):
+        crops_used(single, params, x)
+    with pytest.raises(errors.NotAnExplainerError):
+        crops_used(lambda p, xb, t: xb, params, x)
+
+
+def test_is_an_explainer_wrapping_jit_and_partial_identically(setup):
+    """The inner explainer handed as itself, through jax.jit or functools.partial gives the
+    identical result; a bare function is refused with a named error (it names no model)."""
+    _, params, x, single = setup
+    explain = multi_crop(single, select="all", reduce="mean")
+    assert isinstance(explain, xaijax.Explainer) and explain.inner is single
+    assert explain.model is single.model and explain.result == single.result
+    assert dict(explain.options) == {
+        "crop_fraction": 0.875,
+        "mirrored_vote": True,
+        "reduce": "mean",
+        "select": "all",
+    }
+    want = np.asarray(explain(params, x))
+    for wrapped in (jax.jit(single), functools.partial(single)):
+        other = multi_crop(wrapped, select="all", reduce="mean")
+        assert other.inner is single or other.inner.run is single.run
+        np.testing.assert_array_equal(np.asarray(other(params, x)), want)
+        np.testing.assert_array_equal(
+            np.asarray(crops_used(other, params, x)), np.asarray(crops_used(explain, params, x))
+        )
+    with pytest.raises(errors.NotAnExplainerError):
+        multi_crop(lambda p, xb, t: single(p, xb, t))
+
+
+def test_partial_keywords_reach_the_inner_explainer(setup):
+    apply_fn, params, x, single = setup
+
+    def scaled(p, xb, t, *, scale=1):
+        return single.run(p, xb, t) * scale
+
+    inner = xaijax.explainer(scaled, apply_fn)
+    base = np.asarray(multi_crop(inner)(params, x))
+    tripled = np.asarray(multi_crop(functools.partial(inner, scale=3))(params, x))
+    np.testing.assert_array_equal(tripled, 3 * base)
+    np.testing.assert_array_equal(np.asarray(multi_crop(inner)(params, x, scale=3)), 3 * base)
+
+
+def test_vote_reads_probabilities_whatever_the_score(setup):
+    """The authors' vote averages softmax probabilities: the inner explainer's model explaining
+    logits (the default), probabilities or log-probabilities votes the same label and explains
+    the same crops."""
+    apply_fn, params, x, single = setup
+    want = np.asarray(multi_crop(single)(params, x))
+    want_used = np.asarray(crops_used(multi_crop(single), params, x))
+    for score in ("probability", "log_probability"):
+        inner = dataclasses.replace(single, model=xaijax.model(apply_fn, score=score))
+        got = multi_crop(inner)
+        np.testing.assert_array_equal(np.asarray(got(params, x)), want)
+        np.testing.assert_array_equal(np.asarray(crops_used(got, params, x)), want_used)

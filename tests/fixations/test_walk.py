@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import xaijax
 from xaijax import errors
 from xaijax.fixations import fixations
 
@@ -378,7 +379,7 @@ def test_bad_arguments_raise_named_errors(vgg_setup):
     model, params, x, _, explain = vgg_setup
     with pytest.raises(errors.NonFiniteInputError, match="`x`"):
         explain(params, x.at[0, 0, 0, 0].set(jnp.nan))
-    with pytest.raises(errors.TargetOutOfRangeError, match="3 logits"):
+    with pytest.raises(errors.TargetOutOfRangeError, match="class index 3"):
         explain(params, x, jnp.array([0, 1, 3]))
     with pytest.raises(errors.BatchMismatchError, match="target"):
         explain(params, x, jnp.array([0, 1]))
@@ -394,8 +395,13 @@ def test_bad_arguments_raise_named_errors(vgg_setup):
         fixations(lambda p, x: x, channel_reduction="sum")
     with pytest.raises(errors.InvalidArgumentError, match="apply_fn"):
         fixations(None)
-    with pytest.raises(errors.InputShapeError, match="logits"):
+    # The model's output is checked once, from eval_shape, before any tracing of the walk.
+    with pytest.raises(errors.ModelOutputError, match=r"\[B, C\]"):
         fixations(lambda p, x: x)(params, x)
+    with pytest.raises(errors.ModelOutputError, match="head"):
+        fixations(lambda p, x: (model.apply({"params": p}, x), x))(params, x)
+    with pytest.raises(errors.InvalidArgumentError, match="score"):
+        fixations(xaijax.model(lambda p, x: x, score=jax.nn.sigmoid))
     from xaijax.fixations import register_rule, supported_primitives
 
     with pytest.raises(errors.InvalidArgumentError, match="primitive"):
@@ -452,3 +458,45 @@ def test_registered_rule_replaces_builtin_and_sees_boolean_arrays():
         _rules._USER.pop("tanh")
     assert seen and all(t is not _rules.Points for t in seen)
     assert not got.any()
+
+
+# --- the Core v2 contract -------------------------------------------------------------------------
+
+
+def test_returns_an_explainer_recording_its_options(vgg_setup):
+    model, params, x, _, explain = vgg_setup
+    assert isinstance(explain, xaijax.Explainer)
+    assert explain.name == "fixations" and explain.result == "spatial_map"
+    assert explain.integer_inputs and not explain.stochastic
+    opts = dict(explain.options)
+    assert opts["variant"] == "official" and opts["channel_reduction"] == "any"
+    assert opts["conv_position"] == "official" and opts["residual"] == "larger"
+    none = fixations(explain.model, variant="pytorch", channel_reduction="none")
+    assert none.result == "map" and dict(none.options)["conv_position"] == "argmax_contribution"
+
+
+def test_linen_module_model_and_heads_and_probability_scores(vgg_setup):
+    """A Linen module, a Model, a head picked out of a dict of outputs, and the probability and
+    log-probability scores all backtrack from the same class neuron (the authors start before
+    the softmax), so they give the bare apply_fn's fixations."""
+    model, params, x, _, explain = vgg_setup
+    expected = np.asarray(explain(params, x))
+    t = jnp.array([2, 0, 1])
+    expected_t = np.asarray(explain(params, x, t))
+    two_heads = xaijax.model(
+        lambda p, x: {"aux": -model.apply({"params": p}, x), "cls": model.apply({"params": p}, x)},
+        head="cls",
+    )
+    for m in (
+        model,
+        xaijax.from_linen(model),
+        xaijax.from_linen(model, score="probability"),
+        xaijax.from_linen(model, score="log_probability"),
+        two_heads,
+    ):
+        got = fixations(m)
+        np.testing.assert_array_equal(np.asarray(got(params, x)), expected)
+        np.testing.assert_array_equal(np.asarray(got(params, x, t)), expected_t)
+    # The other head is another model: the class -logit is walked back, not the first head.
+    aux = fixations(two_heads.with_head("aux"))(params, x)
+    assert not np.array_equal(np.asarray(aux), expected)

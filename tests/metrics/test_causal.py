@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+import xaijax
 from xaijax import errors
 from xaijax.metrics import CausalCurve, deletion_auc, insertion_auc, rise_blur, rise_blur_kernel
 
@@ -18,6 +19,10 @@ def apply_fn(params, x):
     """Logits [w . x, 0]: class 0's probability is a known function of the pixels."""
     s = jnp.einsum("bhwc,hwc->b", x, params["w"])
     return jnp.stack([s, jnp.zeros_like(s)], axis=1)
+
+
+#: RISE records the target class's softmax probability: the model explains probabilities.
+prob_model = xaijax.model(apply_fn, score="probability")
 
 
 def _softmax0(v):
@@ -77,11 +82,11 @@ def test_rise_blur_is_a_zero_padded_depthwise_convolution(problem):
     np.testing.assert_allclose(rise_blur(x, 5, 2.0), ref, atol=1e-5)
 
 
-@pytest.mark.parametrize(("step", "batch_size"), [(4, 4), (7, 100)])
-def test_deletion_matches_the_rise_loop(problem, step, batch_size):
+@pytest.mark.parametrize(("step", "chunk_size"), [(4, 4), (7, 100)])
+def test_deletion_matches_the_rise_loop(problem, step, chunk_size):
     params, x, sal, target = problem
     res = deletion_auc(
-        apply_fn, params, x, sal, target, step=step, batch_size=batch_size, return_curve=True
+        prob_model, params, x, sal, target, step=step, chunk_size=chunk_size, return_curve=True
     )
     ref_auc, ref_curve = _rise_reference(params, x, sal, target, step, x, np.zeros_like(x))
     assert isinstance(res, CausalCurve)
@@ -92,7 +97,7 @@ def test_deletion_matches_the_rise_loop(problem, step, batch_size):
 
 def test_insertion_matches_the_rise_loop(problem):
     params, x, sal, target = problem
-    res = insertion_auc(apply_fn, params, x, sal, target, step=4, batch_size=4, return_curve=True)
+    res = insertion_auc(prob_model, params, x, sal, target, step=4, chunk_size=4, return_curve=True)
     blurred = np.asarray(rise_blur(x, 11, 5.0))
     ref_auc, ref_curve = _rise_reference(params, x, sal, target, 4, blurred, x)
     np.testing.assert_allclose(res.curve, ref_curve, atol=1e-5)
@@ -106,7 +111,7 @@ def test_default_step_substrate_and_predicted_target(problem):
     params, x, sal, _ = problem
     predicted = np.asarray(jnp.argmax(apply_fn(params, x), -1))
     sub = np.array([0.5, -1.0], np.float32)  # a [C] colour
-    res = deletion_auc(apply_fn, params, x, sal, substrate=sub, return_curve=True)
+    res = deletion_auc(prob_model, params, x, sal, substrate=sub, return_curve=True)
     assert res.curve.shape == (B, H + 1)  # default step = W -> N = H steps
     finish = np.broadcast_to(sub, x.shape)
     ref_auc, ref_curve = _rise_reference(params, x, sal, predicted, W, x, finish)
@@ -119,19 +124,19 @@ def test_hand_computed_auc():
     params = {"w": np.array([[[1.0], [1.0]], [[0.0], [0.0]]], np.float32)}
     x = np.ones((1, 2, 2, 1), np.float32)
     sal = np.array([[[2.0, 1.0], [0.0, 0.0]]], np.float32)
-    res = deletion_auc(apply_fn, params, x, sal, np.array([0]), step=1, return_curve=True)
+    res = deletion_auc(prob_model, params, x, sal, np.array([0]), step=1, return_curve=True)
     p = [_softmax0(2.0), _softmax0(1.0), 0.5, 0.5, 0.5]
     np.testing.assert_allclose(res.curve[0], p, atol=1e-6)
     np.testing.assert_allclose(res.auc[0], (sum(p) - p[0] / 2 - p[-1] / 2) / 4, atol=1e-6)
     # the reversed ranking deletes the irrelevant row first: a higher (worse) deletion AUC
-    worse = deletion_auc(apply_fn, params, x, -sal, np.array([0]), step=1)
+    worse = deletion_auc(prob_model, params, x, -sal, np.array([0]), step=1)
     assert float(worse[0]) > float(res.auc[0])
 
 
 def test_batched_equals_per_example_and_no_recompile(problem, assert_no_recompile):
     params, x, sal, target = problem
     for metric in (deletion_auc, insertion_auc):
-        full = assert_no_recompile(metric, apply_fn, params, x, sal, target, step=4, batch_size=4)
+        full = assert_no_recompile(metric, apply_fn, params, x, sal, target, step=4, chunk_size=4)
         for i in (0, 2):
             one = metric(
                 apply_fn,
@@ -140,15 +145,17 @@ def test_batched_equals_per_example_and_no_recompile(problem, assert_no_recompil
                 sal[i : i + 1],
                 target[i : i + 1],
                 step=4,
-                batch_size=4,
+                chunk_size=4,
             )
             np.testing.assert_allclose(one[0], full[i], atol=1e-6)
 
 
 def test_works_under_jit(problem):
     params, x, sal, target = problem
-    eager = deletion_auc(apply_fn, params, x, sal, target, step=7, batch_size=100)
-    jitted = jax.jit(lambda p, x, s, t: deletion_auc(apply_fn, p, x, s, t, step=7, batch_size=100))
+    eager = deletion_auc(prob_model, params, x, sal, target, step=7, chunk_size=100)
+    jitted = jax.jit(
+        lambda p, x, s, t: deletion_auc(prob_model, p, x, s, t, step=7, chunk_size=100)
+    )
     np.testing.assert_allclose(jitted(params, x, sal, target), eager, atol=1e-6)
 
 
@@ -156,7 +163,7 @@ def test_constant_and_zero_maps_give_finite_output(problem):
     params, x, _, target = problem
     for sal in (np.zeros((B, H, W), np.float32), np.full((B, H, W), 3.0, np.float32)):
         for metric in (deletion_auc, insertion_auc):
-            auc = metric(apply_fn, params, x, sal, target, step=7, batch_size=100)
+            auc = metric(prob_model, params, x, sal, target, step=7, chunk_size=100)
             assert np.all(np.isfinite(auc)) and np.all((auc >= 0) & (auc <= 1))
 
 
@@ -170,7 +177,7 @@ def test_constant_and_zero_maps_give_finite_output(problem):
         ({"target": np.array([0, 2, 1])}, errors.TargetOutOfRangeError, "target"),
         ({"target": np.array([0, 1])}, errors.BatchMismatchError, "target"),
         ({"step": 0}, errors.InvalidArgumentError, "step"),
-        ({"batch_size": -1}, errors.InvalidArgumentError, "batch_size"),
+        ({"chunk_size": -1}, errors.InvalidArgumentError, "chunk_size"),
     ],
 )
 def test_bad_inputs_raise_named_errors(problem, kwargs, error, match):
@@ -184,7 +191,7 @@ def test_bad_inputs_raise_named_errors(problem, kwargs, error, match):
                 args["x"],
                 args["saliency"],
                 args["target"],
-                **{k: v for k, v in kwargs.items() if k in ("step", "batch_size")},
+                **{k: v for k, v in kwargs.items() if k in ("step", "chunk_size")},
             )
 
 
@@ -196,3 +203,61 @@ def test_bad_substrate_and_blur(problem):
         insertion_auc(apply_fn, params, x, sal, target, blur_size=10)
     with pytest.raises(errors.InvalidArgumentError, match="blur_sigma"):
         insertion_auc(apply_fn, params, x, sal, target, blur_sigma=0.0)
+
+
+def test_the_score_is_the_models_explained_score(problem):
+    """No softmax of its own: a bare apply_fn records its logits (the curve is w . x_i of the
+    RISE loop's images), log-probabilities are the log of the probabilities, and a head of a
+    dict of outputs is read as the model says."""
+    params, x, sal, target = problem
+    probs = deletion_auc(prob_model, params, x, sal, target, step=4, return_curve=True)
+    logits = deletion_auc(apply_fn, params, x, sal, target, step=4, return_curve=True)
+    logp = deletion_auc(
+        xaijax.model(apply_fn, score="log_probability"),
+        params,
+        x,
+        sal,
+        target,
+        step=4,
+        return_curve=True,
+    )
+    np.testing.assert_allclose(logp.curve, np.log(probs.curve), atol=1e-5)
+    # class 0's logit is v = w . x and class 1's is 0; the reference records sigmoid(+-v)
+    v = np.log(probs.curve[0]) - np.log1p(-probs.curve[0])  # example 0 has target 0
+    np.testing.assert_allclose(logits.curve[0], v, atol=1e-4)
+    np.testing.assert_allclose(logits.curve[1], 0.0, atol=0)  # example 1 explains class 1
+    heads = xaijax.model(
+        lambda p, xx: {"aux": -apply_fn(p, xx), "cls": apply_fn(p, xx)}, head="cls"
+    )
+    for metric in (deletion_auc, insertion_auc):
+        np.testing.assert_array_equal(
+            metric(heads, params, x, sal, target, step=4),
+            metric(apply_fn, params, x, sal, target, step=4),
+        )
+
+
+def test_nan_scores_raise_a_named_error(problem):
+    params, x, sal, target = problem
+
+    def nan_model(p, xx):
+        return apply_fn(p, xx) * jnp.nan
+
+    for metric in (deletion_auc, insertion_auc):
+        with pytest.raises(errors.NonFiniteOutputError, match="scores"):
+            metric(nan_model, params, x, sal, target, step=7)
+        with pytest.raises(errors.NonFiniteOutputError):
+            metric(nan_model, params, x, sal, step=7)  # the predicted class of NaN scores
+
+
+def test_bad_models_raise_named_errors(problem):
+    params, x, sal, target = problem
+    with pytest.raises(errors.ModelOutputError, match="head"):
+        deletion_auc(lambda p, xx: (apply_fn(p, xx), xx), params, x, sal, target)
+    with pytest.raises(errors.ModelOutputError):
+        insertion_auc(lambda p, xx: xx, params, x, sal, target)
+    with pytest.raises(errors.ModelCallError):
+        deletion_auc(apply_fn, {"v": params["w"]}, x, sal, target)
+    with pytest.raises(errors.InvalidArgumentError, match="model"):
+        deletion_auc(None, params, x, sal, target)
+    with pytest.raises(errors.NonFiniteInputError, match="substrate"):
+        deletion_auc(apply_fn, params, x, sal, target, substrate=np.float32(np.nan))

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import xaijax
 from xaijax import errors
 from xaijax.metrics import RandomizationResult, cascading_randomization, kendall, spearman
 
@@ -38,11 +39,15 @@ def gradient_explain(params, x, target):
     return jax.grad(score)(x)
 
 
+#: The same function as an explainer of the linear model (what the metric takes).
+grad_explainer = xaijax.explainer(gradient_explain, linear_apply)
+
+
 def test_gradient_of_a_linear_model_fails_to_survive_randomisation():
     params = _linear_params()
     x = jnp.ones((4, 8, 8))
     target = jnp.array([0, 1, 2, 0])
-    res = cascading_randomization(gradient_explain, params, x, target, key=jax.random.key(0))
+    res = cascading_randomization(grad_explainer, params, x, target, key=jax.random.key(0))
     assert isinstance(res, RandomizationResult)
     assert res.layers == ["dense"] and res.similarity.shape == (1, 4)
     # oracle: after re-initialisation the map is |W'[:, t]|, an independent Gaussian column,
@@ -52,7 +57,7 @@ def test_gradient_of_a_linear_model_fails_to_survive_randomisation():
     np.testing.assert_allclose(res.similarity[0, 0], res.similarity[0, 3])
     # an explanation that ignores the weights passes "perfectly": similarity exactly 1
     ignore = cascading_randomization(
-        lambda p, x, t: x * 2.0 + 1.0,
+        xaijax.explainer(lambda p, x, t: x * 2.0 + 1.0, linear_apply),
         params,
         x + jnp.arange(64.0).reshape(1, 8, 8),
         target,
@@ -82,8 +87,9 @@ def test_cascade_is_cumulative_from_the_output_and_reinitialises_as_documented()
     def no_similarity(a, b):
         return jnp.zeros(a.shape[0])
 
+    recording = xaijax.explainer(recording_explain, lambda p, x: jnp.zeros((x.shape[0], 2)))
     res = cascading_randomization(
-        recording_explain,
+        recording,
         params,
         jnp.ones((2, 4)),
         key=jax.random.key(3),
@@ -118,7 +124,7 @@ def test_cascade_is_cumulative_from_the_output_and_reinitialises_as_documented()
     # same key -> same randomisation
     seen.clear()
     cascading_randomization(
-        recording_explain,
+        recording,
         params,
         jnp.ones((2, 4)),
         key=jax.random.key(3),
@@ -137,12 +143,19 @@ def test_linen_variables_dict_and_custom_similarity():
 
     x = jnp.ones((2, 8, 8))
     target = jnp.array([0, 1])
+    on_variables = xaijax.explainer(explain, lambda v, x: linear_apply(v["params"], x))
     res = cascading_randomization(
-        explain, variables, x, target, key=jax.random.key(0), similarity=kendall, absolute=False
+        on_variables,
+        variables,
+        x,
+        target,
+        key=jax.random.key(0),
+        similarity=kendall,
+        absolute=False,
     )
     assert res.layers == ["dense"]
     flat = cascading_randomization(
-        gradient_explain,
+        grad_explainer,
         inner,
         x,
         target,
@@ -164,26 +177,26 @@ def test_errors():
     x = jnp.ones((2, 8, 8))
     with pytest.raises(errors.UnknownLayerError, match=r"\['dense'\]") as info:
         cascading_randomization(
-            gradient_explain, params, x, key=jax.random.key(0), layers=["Dense_0"]
+            grad_explainer, params, x, key=jax.random.key(0), layers=["Dense_0"]
         )
     assert "Dense_0" in str(info.value)
     with pytest.raises(errors.MissingKeyError, match="key"):
-        cascading_randomization(gradient_explain, params, x, key=None)
+        cascading_randomization(grad_explainer, params, x, key=None)
     with pytest.raises(errors.InvalidArgumentError, match="layers"):
-        cascading_randomization(gradient_explain, params, x, key=jax.random.key(0), layers="dense")
+        cascading_randomization(grad_explainer, params, x, key=jax.random.key(0), layers="dense")
     with pytest.raises(errors.InvalidArgumentError, match="empty"):
-        cascading_randomization(gradient_explain, params, x, key=jax.random.key(0), layers=[])
+        cascading_randomization(grad_explainer, params, x, key=jax.random.key(0), layers=[])
     with pytest.raises(errors.InvalidArgumentError, match="params"):
-        cascading_randomization(gradient_explain, [1.0], x, key=jax.random.key(0))
+        cascading_randomization(grad_explainer, [1.0], x, key=jax.random.key(0))
 
 
 def test_spearman_is_the_default_similarity():
     params = _linear_params()
     x = jnp.ones((2, 8, 8))
     target = jnp.array([0, 1])
-    a = cascading_randomization(gradient_explain, params, x, target, key=jax.random.key(5))
+    a = cascading_randomization(grad_explainer, params, x, target, key=jax.random.key(5))
     b = cascading_randomization(
-        gradient_explain,
+        grad_explainer,
         params,
         x,
         target,
@@ -201,6 +214,61 @@ def test_with_the_library_gradient_explainer():
     x = jnp.ones((4, 8, 8))
     target = jnp.array([0, 1, 2, 0])
     res = cascading_randomization(gradient(linear_apply), params, x, target, key=jax.random.key(0))
-    ours = cascading_randomization(gradient_explain, params, x, target, key=jax.random.key(0))
+    ours = cascading_randomization(grad_explainer, params, x, target, key=jax.random.key(0))
     np.testing.assert_allclose(res.similarity, ours.similarity, atol=1e-6)
     assert np.all(np.abs(np.asarray(res.similarity)) < 0.4)
+
+
+def test_takes_an_explainer_through_jit_and_partial_and_refuses_a_bare_function():
+    """jax.jit and functools.partial of an explainer give the identical result; a bare function
+    (which names no model) raises NotAnExplainerError, before any work."""
+    import functools
+
+    params = _linear_params(3)
+    x = jnp.ones((2, 8, 8))
+    target = jnp.array([0, 2])
+    want = cascading_randomization(grad_explainer, params, x, target, key=jax.random.key(1))
+    for wrapped in (jax.jit(grad_explainer), functools.partial(grad_explainer)):
+        got = cascading_randomization(wrapped, params, x, target, key=jax.random.key(1))
+        assert got.layers == want.layers
+        np.testing.assert_array_equal(got.similarity, want.similarity)
+    for bare in (gradient_explain, lambda p, x, t: gradient_explain(p, x, t)):
+        with pytest.raises(errors.NotAnExplainerError, match="xaijax.explainer"):
+            cascading_randomization(bare, params, x, target, key=jax.random.key(1))
+
+
+def test_inputs_are_checked_once_and_nan_maps_raise():
+    params = _linear_params()
+    x = jnp.ones((2, 8, 8))
+    key = jax.random.key(0)
+    with pytest.raises(errors.NonFiniteInputError):
+        cascading_randomization(grad_explainer, params, x.at[0, 0, 0].set(jnp.nan), key=key)
+    with pytest.raises(errors.TargetOutOfRangeError):
+        cascading_randomization(grad_explainer, params, x, jnp.array([0, K]), key=key)
+    with pytest.raises(errors.InvalidKeyError):
+        cascading_randomization(grad_explainer, params, x, key=jnp.array([1.0, 2.0]))
+
+    def nan_after_randomising(p, xx, t):  # finite for the original weights only
+        same = jnp.all(p["dense"]["kernel"] == params["dense"]["kernel"])
+        return jnp.where(same, xx, jnp.nan)
+
+    nan_explainer = xaijax.explainer(nan_after_randomising, linear_apply)
+    with pytest.raises(errors.NonFiniteOutputError, match=r"\['dense'\]"):
+        cascading_randomization(nan_explainer, params, x, key=key)
+
+
+def test_a_stochastic_explainer_gets_the_same_key_at_every_step():
+    """smooth(gradient) of a model that ignores the weights: the same noise at every step, so
+    the maps are identical and the similarity is exactly 1 (a fresh key per step would not)."""
+    params = _linear_params()
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8)), jnp.float32)
+
+    def quadratic(p, xx):  # independent of the weights; its gradient 2x sees the noise
+        s = jnp.sum(xx.reshape(xx.shape[0], -1) ** 2, axis=1)
+        return jnp.stack([s, -s], axis=1)
+
+    sg = xaijax.smooth(xaijax.gradient(quadratic), num_samples=2, noise=0.5)
+    res = cascading_randomization(sg, params, x, jnp.array([0, 1]), key=jax.random.key(0))
+    np.testing.assert_allclose(res.similarity, 1.0, atol=1e-6)
+    with pytest.raises(errors.MissingKeyError):
+        cascading_randomization(sg, params, x, key=None)

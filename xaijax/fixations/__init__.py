@@ -6,7 +6,8 @@ index bookkeeping, elementwise pass-through), carrying the discriminative neuron
 masks, so the result is jittable and vmappable and no gradient is ever computed. Missing rules
 are added with :func:`register_rule`. :func:`heatmap`, :func:`boxes`,
 :func:`remove_outliers` and :func:`fixation_points` post-process the fixation maps as the
-authors' code does; :func:`multi_crop` wraps an explainer in the authors' five-crop protocol.
+authors' code does; :func:`multi_crop` wraps an explainer in the authors' five-crop protocol
+(:func:`crops_used` says which crops it explained).
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -26,6 +27,7 @@ from xaijax.fixations._crops import (
     CROP_REDUCTIONS,
     CROP_SELECTIONS,
     crop_geometry,
+    crops_used,
     multi_crop,
 )
 from xaijax.fixations._post import (
@@ -57,6 +59,7 @@ __all__ = [
     "Rule",
     "boxes",
     "crop_geometry",
+    "crops_used",
     "fixation_points",
     "fixations",
     "heatmap",

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import weakref
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from xaijax import _validation, errors
+from xaijax import _model, _validation, errors
+from xaijax._explainer import Explainer, as_explainer, check_batch, check_values
+from xaijax._explainer import options as _explainer_options
+from xaijax._model import Model
 from xaijax.fixations._post import _check_fraction
-from xaijax.typing import ApplyFn, Array, ArrayLike, Params
+from xaijax.typing import Array, ArrayLike, Params
 
 CROP_REDUCTIONS = ("sum", "mean")
 CROP_SELECTIONS = ("agree", "all")
@@ -43,15 +49,77 @@ def _back_matrix(n: int, resized: int, offset: int) -> np.ndarray:
     return (np.arange(n)[:, None] == target[None, :]).astype(np.float32)
 
 
+def _crops_of(x: Array, fraction: float) -> tuple[Array, tuple]:
+    """``[5, B, H, W, C]`` crops of the resized batch, and the geometry."""
+    b, h, w = x.shape[:3]
+    (rh, rw), offsets = crop_geometry(h, w, fraction)
+    big = x
+    if (rh, rw) != (h, w):
+        big = jax.image.resize(x, (b, rh, rw, *x.shape[3:]), method="linear")
+    crops = [
+        lax.slice_in_dim(lax.slice_in_dim(big, dy, dy + h, axis=1), dx, dx + w, axis=2)
+        for dy, dx in offsets
+    ]
+    return jnp.stack(crops), ((rh, rw), offsets)
+
+
+def _vote_probabilities(m: Model, params: Params, x: Array) -> Array:
+    """What the vote averages: class probabilities ``[N, K]`` as in the authors' ``pred``.
+
+    The model's explained scores, made probabilities by a softmax when they are logits or
+    log-probabilities (the softmax of log-probabilities is the probabilities); probabilities and
+    the scores of a function ``score`` are averaged as they are.
+    """
+    scores = m.scores(params, x).astype(jnp.float32)
+    if m.score in ("logit", "log_probability"):
+        return jax.nn.softmax(scores, axis=-1)
+    return scores
+
+
+def _vote(m: Model, mirrored_vote: bool, select: str, params, crops, target):
+    """Label ``[B]`` and crops used ``[5, B]`` (the authors' ``pred``)."""
+    n, b = crops.shape[:2]
+    flat = crops.reshape(n * b, *crops.shape[2:])
+    probs = _vote_probabilities(m, params, flat).reshape(n, b, -1)
+    crop_labels = jnp.argmax(probs, axis=-1)  # [5, B]
+    if target is None:
+        mean = jnp.sum(probs, axis=0)
+        if mirrored_vote:
+            mirrored = _vote_probabilities(m, params, jnp.flip(flat, axis=2))
+            mean = mean + jnp.sum(mirrored.reshape(n, b, -1), axis=0)
+        label = jnp.argmax(mean, axis=-1)
+        predicted = jnp.any(crop_labels == label[None], axis=0)
+        label = jnp.where(predicted, label, crop_labels[4])
+    else:
+        label = target
+    if select == "all":
+        return label, jnp.ones((n, b), bool)
+    used = crop_labels == label[None]
+    centre = (jnp.arange(n) == 4)[:, None]
+    return label, used | (centre & ~jnp.any(used, axis=0)[None])
+
+
+def _check_images(x: Array) -> None:
+    if x.ndim != 4:
+        raise errors.InputShapeError(
+            f"`x` must have rank 4 laid out as [B, H, W, C] (a batch of images) for multi_crop, "
+            f"got shape {list(x.shape)}. For a single image add a batch axis: `x[None]`."
+        )
+
+
+#: The crops-used function of every multi_crop explainer, by its ``run`` (shared by the
+#: explainer's bound copies), for :func:`crops_used`.
+_CROPS_USED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def multi_crop(
-    explain,
+    explainer: Any,
     *,
-    apply_fn: ApplyFn | None = None,
     crop_fraction: float = 0.875,
     mirrored_vote: bool = True,
     select: str = "agree",
     reduce: str = "sum",
-):
+) -> Explainer:
     """The authors' five-crop protocol around an explainer: fixations of every agreeing crop.
 
     CNN Fixations' code does not backtrack the image itself but five crops of it (Caffe's
@@ -63,6 +131,11 @@ def multi_crop(
     image coordinates (``int((i + offset) / r)``), are added up (``papers.md`` 6(b).8). The
     authors' heatmap then counts a location once per crop and channel that fixates it.
 
+    The vote reads the inner explainer's model (``explainer.model``): its explained scores,
+    through a softmax when they are logits (the default) or log-probabilities, so the vote
+    averages probabilities as the authors' does; a model with ``score="probability"`` is
+    averaged as it is, and so are the scores of a function ``score``.
+
     Explaining small crops at several offsets moves the image borders, where a network's
     zero padding makes some channels peak, to different image positions, while the object stays
     put: their fixations spread out and the object's pile up.
@@ -72,11 +145,11 @@ def multi_crop(
     :mod:`xaijax.attribution`, e.g. to compare with Grad-CAM under the same crops).
 
     Args:
-      explain: ``explain(params, x, target) -> map [B, H, W, ...]`` for images
-        ``x [B, H, W, C]``, e.g. ``fixations(apply_fn, channel_reduction="count")``.
-      apply_fn: the model, ``apply_fn(params, x) -> logits [B, K]``, used for the crops' vote;
-        ``None`` takes ``explain.apply_fn`` (set by :func:`fixations` and the attribution
-        explainers).
+      explainer: an :class:`~xaijax.Explainer` returning maps ``[B, H, W, ...]`` for images
+        ``x [B, H, W, C]``, e.g. ``fixations(model, channel_reduction="count")``; ``jax.jit``
+        of one and ``functools.partial`` of one with keywords are read through. A bare function
+        raises :class:`~xaijax.errors.NotAnExplainerError`: make it an explainer with
+        ``xaijax.explainer(fn, model)``, which also names the model that votes.
       crop_fraction: the side of a crop as a fraction of the resized image's side, in (0, 1];
         1 gives five identical crops of the unresized image.
       mirrored_vote: the label vote also averages the mirror image of every crop (Caffe's ten
@@ -87,15 +160,17 @@ def multi_crop(
         location; ``"mean"`` divides by how many used crop pixels land there (for saliency maps).
 
     Returns:
-      ``explain_crops(params, x, target=None) -> map [B, H, W, ...]``: int32 for ``"sum"`` of
-      integer or boolean maps, else float32. ``target`` ``[B]`` fixes the label (the crops that
-      predict it are explained; the centre crop when none does); ``None`` votes as above.
-      ``explain_crops.crops_used(params, x, target=None) -> [B, 5]`` bool says which crops were
-      explained, in :data:`CORNERS_AND_CENTRE` order.
+      An :class:`~xaijax.Explainer` ``explain_crops(params, x, target=None, **kw) -> map [B, H,
+      W, ...]`` (the inner's result kind): int32 for ``"sum"`` of integer or boolean maps, else
+      float32. ``target`` ``[B]`` fixes the label (the crops that predict it are explained; the
+      centre crop when none does); ``None`` votes as above. Extra keyword arguments (and a
+      ``key`` when the inner explainer is stochastic) go to the inner explainer.
+      :func:`crops_used` ``(explain_crops, params, x, target=None) -> [B, 5]`` bool says which
+      crops were explained, in :data:`CORNERS_AND_CENTRE` order.
 
     Raises:
-      InvalidArgumentError: no model for the vote, ``crop_fraction`` outside (0, 1], unknown
-        ``select`` or ``reduce``.
+      NotAnExplainerError: ``explainer`` is not an explainer.
+      InvalidArgumentError: ``crop_fraction`` outside (0, 1], unknown ``select`` or ``reduce``.
       InputShapeError: (when called) ``x`` is not a batch of images ``[B, H, W, C]``.
 
     Example:
@@ -113,65 +188,19 @@ def multi_crop(
       ``val-iisc/cnn-fixations`` ``demo/utils.py`` (``imgPreprocess``, ``pred``) and
       ``demo/layers.py`` (``data``).
     """
-    if not callable(explain):
-        raise errors.InvalidArgumentError(
-            f"`explain` must be callable as explain(params, x, target), got "
-            f"{type(explain).__name__}."
-        )
-    apply_fn = apply_fn if apply_fn is not None else getattr(explain, "apply_fn", None)
-    if not callable(apply_fn):
-        raise errors.InvalidArgumentError(
-            "multi_crop needs the model to vote on the crops' label: pass "
-            "`apply_fn=` (apply_fn(params, x) -> logits), or wrap an explainer that carries it "
-            "(`fixations(apply_fn)` does)."
-        )
+    inner = as_explainer(explainer, "multi_crop")
     fraction = _check_fraction(crop_fraction, "crop_fraction", allow_zero=False)
     _validation.check_choice(select, "select", CROP_SELECTIONS)
     _validation.check_choice(reduce, "reduce", CROP_REDUCTIONS)
+    m = inner.model
+    bound = dict(inner.bound)
 
-    def crops_of(x: Array) -> tuple[Array, list]:
-        """``[5, B, H, W, C]`` crops of the resized batch, and the geometry."""
-        b, h, w = x.shape[:3]
-        (rh, rw), offsets = crop_geometry(h, w, fraction)
-        big = x
-        if (rh, rw) != (h, w):
-            big = jax.image.resize(x, (b, rh, rw, *x.shape[3:]), method="linear")
-        crops = [
-            lax.slice_in_dim(lax.slice_in_dim(big, dy, dy + h, axis=1), dx, dx + w, axis=2)
-            for dy, dx in offsets
-        ]
-        return jnp.stack(crops), [(rh, rw), offsets]
-
-    def vote(params: Params, crops: Array, target: Array | None) -> tuple[Array, Array]:
-        """Label ``[B]`` and crops used ``[5, B]`` (the authors' ``pred``)."""
-        n, b = crops.shape[:2]
-        flat = crops.reshape(n * b, *crops.shape[2:])
-        logits = apply_fn(params, flat)
-        probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(n, b, -1)
-        crop_labels = jnp.argmax(probs, axis=-1)  # [5, B]
-        if target is None:
-            mean = jnp.sum(probs, axis=0)
-            if mirrored_vote:
-                mirrored = apply_fn(params, jnp.flip(flat, axis=2))
-                mean = mean + jnp.sum(
-                    jax.nn.softmax(mirrored.astype(jnp.float32), axis=-1).reshape(n, b, -1), axis=0
-                )
-            label = jnp.argmax(mean, axis=-1)
-            predicted = jnp.any(crop_labels == label[None], axis=0)
-            label = jnp.where(predicted, label, crop_labels[4])
-        else:
-            label = target
-        if select == "all":
-            return label, jnp.ones((n, b), bool)
-        used = crop_labels == label[None]
-        centre = (jnp.arange(n) == 4)[:, None]
-        return label, used | (centre & ~jnp.any(used, axis=0)[None])
-
-    def run(params: Params, x: Array, target: Array | None) -> Array:
-        crops, ((rh, rw), offsets) = crops_of(x)
+    def combine(params: Params, x: Array, target: Array | None, kwargs: dict) -> Array:
+        crops, ((rh, rw), offsets) = _crops_of(x, fraction)
         n, b, h, w = crops.shape[:4]
-        label, used = vote(params, crops, target)
-        maps = explain(params, crops.reshape(n * b, *crops.shape[2:]), jnp.tile(label, n))
+        label, used = _vote(m, mirrored_vote, select, params, crops, target)
+        flat = crops.reshape(n * b, *crops.shape[2:])
+        maps = inner.run(params, flat, jnp.tile(label, n), **{**bound, **kwargs})
         maps = maps.reshape(n, b, *maps.shape[1:])
         integer = not jnp.issubdtype(maps.dtype, jnp.floating)
         weight = used.reshape(n, b, *([1] * (maps.ndim - 2))).astype(jnp.float32)
@@ -180,9 +209,9 @@ def multi_crop(
         for i, (dy, dx) in enumerate(offsets):
             ay = jnp.asarray(_back_matrix(h, rh, dy))  # [H, h]
             ax = jnp.asarray(_back_matrix(w, rw, dx))  # [W, w]
-            m = maps[i].astype(jnp.float32) * weight[i]
+            mi = maps[i].astype(jnp.float32) * weight[i]
             total = total + jnp.einsum(
-                "Yy,byx...,Xx->bYX...", ay, m, ax, precision=lax.Precision.HIGHEST
+                "Yy,byx...,Xx->bYX...", ay, mi, ax, precision=lax.Precision.HIGHEST
             )
             if reduce == "mean":
                 ones = jnp.broadcast_to(weight[i].reshape(b, 1, 1), (b, h, w))
@@ -194,32 +223,76 @@ def multi_crop(
             return total / jnp.maximum(c, 1.0)
         return jnp.round(total).astype(jnp.int32) if integer else total
 
+    combine_jit = jax.jit(combine)
+
+    def run(params: Params, x: Array, target: Array | None = None, **kwargs: Any) -> Array:
+        return combine_jit(params, x, target, kwargs)
+
+    def check(params, x, target, kwargs):
+        _check_images(x)
+        if inner.check is not None:
+            x, target, kwargs = inner.check(params, x, target, kwargs)
+        return x, target, kwargs
+
+    @jax.jit
     def used_crops(params: Params, x: Array, target: Array | None) -> Array:
-        return vote(params, crops_of(x)[0], target)[1].T
+        return _vote(m, mirrored_vote, select, params, _crops_of(x, fraction)[0], target)[1].T
 
-    run_jit = jax.jit(run)
-    used_jit = jax.jit(used_crops)
+    _CROPS_USED[run] = used_crops
+    return Explainer(
+        name=f"multi_crop({inner.name})",
+        model=m,
+        run=run,
+        result=inner.result,
+        options=_explainer_options(
+            crop_fraction=fraction, mirrored_vote=mirrored_vote, select=select, reduce=reduce
+        ),
+        inner=inner,
+        stochastic=inner.stochastic,
+        min_rank=4,
+        check=check,
+    )
 
-    def check(x, target):
-        x = _validation.check_floating(x, "x", rank=4, layout="[B, H, W, C] (a batch of images)")
-        return x, _validation.check_target(target, x.shape[0])
 
-    num_classes: dict = {}  # per input shape and parameter structure: trace the model once
+def crops_used(
+    explainer: Any, params: Params, x: ArrayLike, target: ArrayLike | None = None
+) -> Array:
+    """Which of the five crops a :func:`multi_crop` explainer explains for ``x``.
 
-    def explain_crops(params: Params, x: ArrayLike, target: ArrayLike | None = None) -> Array:
-        x, target = check(x, target)
-        key = (x.shape, str(x.dtype), jax.tree_util.tree_structure(params))
-        if key not in num_classes:
-            out = jax.eval_shape(apply_fn, params, x)
-            _validation.check_logits(out, x.shape[0])
-            num_classes[key] = int(out.shape[-1])
-        _validation.check_target_in_range(target, num_classes[key])
-        return run_jit(params, x, target)
+    Args:
+      explainer: what :func:`multi_crop` returned (``jax.jit`` or ``functools.partial`` of it
+        are read through).
+      params: the model's parameters.
+      x: ``[B, H, W, C]`` floating images.
+      target: ``[B]`` class indices fixing the label, or ``None`` for the crops' vote.
 
-    def crops_used(params: Params, x: ArrayLike, target: ArrayLike | None = None) -> Array:
-        x, target = check(x, target)
-        return used_jit(params, x, target)
+    Returns:
+      ``[B, 5]`` bool, in :data:`CORNERS_AND_CENTRE` order.
 
-    explain_crops.crops_used = crops_used
-    explain_crops.apply_fn = apply_fn
-    return explain_crops
+    Raises:
+      NotAnExplainerError: ``explainer`` is not an explainer.
+      InvalidArgumentError: it is an explainer, but not one :func:`multi_crop` made.
+      InputShapeError, InputDTypeError, NonFiniteInputError, TargetOutOfRangeError: bad ``x``
+        or ``target``, as when calling the explainer.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from xaijax.fixations import crops_used, fixations, multi_crop
+      >>> apply_fn = lambda p, x: jnp.mean(x, axis=(1, 2)) @ p
+      >>> x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3))
+      >>> explain = multi_crop(fixations(apply_fn), select="all")
+      >>> crops_used(explain, jnp.ones((3, 4)), x).tolist()
+      [[True, True, True, True, True], [True, True, True, True, True]]
+    """
+    e = as_explainer(explainer, "crops_used")
+    used = _CROPS_USED.get(e.run)
+    if used is None:
+        raise errors.InvalidArgumentError(
+            f"`crops_used` needs an explainer made by `multi_crop`, got {e.name!r}: pass "
+            "`multi_crop(...)`'s result."
+        )
+    x = check_batch(x, min_rank=4)
+    _check_images(x)
+    target = _validation.check_target(target, x.shape[0])
+    check_values(x, target, _model.num_classes(e.model, params, x))
+    return used(params, x, target)

@@ -9,8 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from xaijax import _validation, errors
+from xaijax._explainer import Explainer
+from xaijax._explainer import options as _explainer_options
+from xaijax._model import as_model
 from xaijax.fixations import _program, _rules
-from xaijax.typing import ApplyFn, Array, ArrayLike, Params
+from xaijax.typing import ApplyFn, Array, Params
 
 CHANNEL_REDUCTIONS = ("any", "count", "none")
 
@@ -130,21 +133,8 @@ def _walk(
     return _rules.dense(masks[program.arg_ids[-1]])
 
 
-def _check_x(x) -> Array:
-    if hasattr(x, "dtype") and (
-        jnp.issubdtype(x.dtype, jnp.integer) and not jnp.issubdtype(x.dtype, jnp.bool_)
-    ):
-        if x.ndim < 2:
-            raise errors.InputShapeError(
-                f"`x` must be a batch of token ids [B, L], got shape {list(x.shape)}. "
-                "For a single example add a batch axis: `x[None]`."
-            )
-        return jnp.asarray(x)
-    return _validation.check_floating(x, "x", min_rank=2, layout="[B, ...] (a batch)")
-
-
 def fixations(
-    apply_fn: ApplyFn,
+    model: Any,
     *,
     variant: str = "official",
     conv_position: str | None = None,
@@ -152,7 +142,7 @@ def fixations(
     sum_pool: str | None = None,
     residual: str | None = None,
     channel_reduction: str = "any",
-):
+) -> Explainer:
     """CNN Fixations: the input locations that drove a prediction, found without gradients.
 
     Starting from the target class logit, the forward pass is unravelled layer by layer: a dense
@@ -162,6 +152,13 @@ def fixations(
     to the largest activation of the chosen channel in its window, as the authors' ResNet code
     does), a concatenation the branch that owns the channel; activations and affine
     normalisation pass through. What survives at the input are the *fixations*.
+
+    The walk starts at the class's neuron of the model's head, before any softmax, as the
+    authors do (``D_L = {c}`` at the last fully connected layer, "softmax not used"): what is
+    traced is ``apply_fn`` followed by the head selection (``model.head``). A model whose
+    ``score`` is ``"probability"`` or ``"log_probability"`` therefore gives the same fixations
+    as with ``"logit"`` (the softmax keeps the order of the classes, so ``target=None`` is the
+    same class); a function ``score`` is refused, since its arg-max need not be the logits'.
 
     The model is traced to a jaxpr for one example (``jax.make_jaxpr``) and the jaxpr is walked
     backwards with one rule per primitive (see :func:`register_rule`), carrying the
@@ -180,8 +177,10 @@ def fixations(
     2.1 forward passes.
 
     Args:
-      apply_fn: the model, ``apply_fn(params, x) -> logits [B, C]``. Examples must be
-        independent (no batch statistics).
+      model: an :class:`~xaijax.Model`, a Linen module or a bare ``apply_fn(params, x) ->
+        logits [B, C]``. Examples must be independent (no batch statistics). ``x`` is
+        ``[B, ...]`` floats (images ``[B, H, W, C]``, clips ``[B, T, H, W, C]``) or integer
+        token ids ``[B, L]``.
       variant: ``"official"`` (the authors' code ``val-iisc/cnn-fixations``) or ``"pytorch"``
         (the PyTorch port's choices: ``conv_position="argmax_contribution"``,
         ``dense_volume="positive"``); the four options below override single choices.
@@ -197,12 +196,14 @@ def fixations(
         ``[B, L]``) have no channel axis: the map has ``x``'s shape.
 
     Returns:
-      ``explain(params, x, target=None) -> fixation map`` as described for
-      ``channel_reduction``; ``target`` is ``[B]`` class indices or ``None`` for the predicted
-      class.
+      An :class:`~xaijax.Explainer` ``explain(params, x, target=None) -> fixation map`` as
+      described for ``channel_reduction`` (result ``"spatial_map"``, or ``"map"`` for
+      ``channel_reduction="none"``); ``target`` is ``[B]`` class indices or ``None`` for the
+      predicted class.
 
     Raises:
-      InvalidArgumentError: unknown variant or option.
+      InvalidArgumentError: unknown variant or option; no model; a function ``score``.
+      ModelOutputError: (when called) the model's head is not ``[B, C]`` scores.
       UnsupportedPrimitiveError: (when called) the model uses a primitive without a rule on the
         path from the logits to the input.
 
@@ -219,9 +220,14 @@ def fixations(
       Mopuri, Garg and Babu, "CNN Fixations: An unraveling approach to visualize the
       discriminative image regions", IEEE TIP 28(5), 2019 (arXiv 1708.06670).
     """
-    if not callable(apply_fn):
+    m = as_model(model, what="fixations")
+    if callable(m.score):
         raise errors.InvalidArgumentError(
-            f"`apply_fn` must be callable as apply_fn(params, x), got {type(apply_fn).__name__}."
+            "fixations backtracks from the class's neuron of the model's head (before any "
+            f"softmax) and cannot trace a function `score` ({m.score!r}): its arg-max need not "
+            "be the logits'. Build the model with score='logit' (or 'probability' / "
+            "'log_probability', which give the same fixations), and put any computation that "
+            "makes the class neurons into `head=`."
         )
     options = _options(
         variant,
@@ -231,39 +237,42 @@ def fixations(
         residual=residual,
     )
     _validation.check_choice(channel_reduction, "channel_reduction", CHANNEL_REDUCTIONS)
-    num_classes_cache: dict[Any, int] = {}
+    head = m.with_score("logit")
 
-    def run(params: Params, x: Array, target: Array | None) -> Array:
+    def head_fn(params: Params, x: Array) -> Array:  # what is traced: the head's logits
+        return head.read_scores(head.apply_fn(params, x))
+
+    @jax.jit
+    def run(params: Params, x: Array, target: Array | None = None) -> Array:
         example = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
-        program = _trace(apply_fn, params, example)
+        program = _trace(head_fn, params, example)
         leaves = jax.tree_util.tree_leaves(params)
 
         def one(xi, ti):
             return _walk(program, options, leaves, xi[None], ti)[0]
 
         if target is None:
-            m = jax.vmap(lambda xi: one(xi, None))(x)
+            maps = jax.vmap(lambda xi: one(xi, None))(x)
         else:
-            m = jax.vmap(one)(x, target)
+            maps = jax.vmap(one)(x, target)
         if jnp.issubdtype(x.dtype, jnp.integer) or channel_reduction == "none":
-            return m.astype(jnp.int32) if channel_reduction == "count" else m
+            return maps.astype(jnp.int32) if channel_reduction == "count" else maps
         if channel_reduction == "count":
-            return jnp.sum(m, axis=-1, dtype=jnp.int32)
-        return jnp.any(m, axis=-1)
+            return jnp.sum(maps, axis=-1, dtype=jnp.int32)
+        return jnp.any(maps, axis=-1)
 
-    run_jit = jax.jit(run)
-
-    def explain(params: Params, x: ArrayLike, target: ArrayLike | None = None) -> Array:
-        x = _check_x(x)
-        target = _validation.check_target(target, x.shape[0])
-        key = (x.shape[1:], str(x.dtype), jax.tree_util.tree_structure(params))
-        if key not in num_classes_cache:
-            out = jax.eval_shape(apply_fn, params, x)
-            _validation.check_logits(out, x.shape[0])
-            num_classes_cache[key] = int(out.shape[1])
-        _validation.check_target_in_range(target, num_classes_cache[key])
-        return run_jit(params, x, target)
-
-    explain.apply_fn = apply_fn
-    explain.options = options
-    return explain
+    return Explainer(
+        name="fixations",
+        model=m,
+        run=run,
+        result="map" if channel_reduction == "none" else "spatial_map",
+        options=_explainer_options(
+            variant=variant,
+            conv_position=options.conv_position,
+            dense_volume=options.dense_volume,
+            sum_pool=options.sum_pool,
+            residual=options.residual,
+            channel_reduction=channel_reduction,
+        ),
+        integer_inputs=True,
+    )

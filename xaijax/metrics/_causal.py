@@ -2,8 +2,10 @@
 
 Protocol (Petsiuk et al. 2018, reference code ``eclique/RISE evaluation.py``): order the pixels
 by decreasing saliency; the curve starts from a *start* image and, ``step`` pixels at a time,
-replaces the most salient remaining pixels by those of a *finish* image, recording the softmax
-probability of the target class after every step. Deletion goes from the image to the substrate
+replaces the most salient remaining pixels by those of a *finish* image, recording the model's
+explained score of the target class after every step (RISE records the softmax probability:
+pass ``xaijax.model(apply_fn, score="probability")``; a bare ``apply_fn`` means its logits, as
+in every xaijax method). Deletion goes from the image to the substrate
 (zeros by default), insertion from a blurred copy of the image back to the image. With
 ``N = ceil(H*W / step)`` steps the curve has ``N + 1`` points ``s_0 .. s_N`` (``s_0`` = start
 image, ``s_N`` = finish image) and
@@ -14,24 +16,26 @@ image, ``s_N`` = finish image) and
 (the trapezoid rule on [0, 1]). Lower deletion AUC and higher insertion AUC are better.
 
 Curve point ``i`` is the image whose pixels of saliency rank ``< i * step`` come from the finish
-image, so all points are independent: they are evaluated ``batch_size`` points (times B
+image, so all points are independent: they are evaluated ``chunk_size`` points (times B
 examples) per model call by one jitted function, looped over in Python. A second call with the
-same shapes and the same ``apply_fn`` object compiles nothing.
+same shapes and an equal model (the same ``apply_fn`` object, or the same
+:class:`~xaijax.Model`) compiles nothing.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax import _validation, errors
+from xaijax import _model, _validation, errors
+from xaijax._model import Model, as_model
 from xaijax.metrics import _checks
-from xaijax.typing import ApplyFn, Array, ArrayLike, Params
+from xaijax.typing import Array, ArrayLike, Params
 
 
 class CausalCurve(NamedTuple):
@@ -39,7 +43,8 @@ class CausalCurve(NamedTuple):
 
     Attributes:
       auc: ``[B]`` areas under the curves.
-      curve: ``[B, N + 1]`` target-class probabilities; ``curve[:, i]`` after ``i * step`` pixels
+      curve: ``[B, N + 1]`` target-class scores (the model's explained score: probabilities
+        for a model with ``score="probability"``); ``curve[:, i]`` after ``i * step`` pixels
         were replaced (all pixels at ``i = N``).
     """
 
@@ -109,7 +114,7 @@ def _blur(x: Array, kernel: Array) -> Array:
 
 
 def deletion_auc(
-    apply_fn: ApplyFn,
+    model: Any,
     params: Params,
     x: ArrayLike,
     saliency: ArrayLike,
@@ -117,17 +122,19 @@ def deletion_auc(
     *,
     step: int | None = None,
     substrate: float | ArrayLike = 0.0,
-    batch_size: int = 32,
+    chunk_size: int = 32,
     return_curve: bool = False,
 ) -> Array | CausalCurve:
-    """Deletion metric of RISE: probability drop as the most salient pixels are removed.
+    """Deletion metric of RISE: score drop as the most salient pixels are removed.
 
     Starts from ``x`` and replaces ``step`` pixels per step, in order of decreasing saliency, by
     the ``substrate`` (all channels of a pixel at once); ties in the saliency go to the lower
     row-major index first. See the module docstring for the curve and the AUC formula.
 
     Args:
-      apply_fn: the model, ``apply_fn(params, x) -> logits [B, K]``.
+      model: an :class:`~xaijax.Model`, a Linen module or a bare ``apply_fn(params, x) ->
+        logits [B, K]``; its explained score is recorded. RISE records probabilities: pass
+        ``xaijax.model(apply_fn, score="probability")`` for the paper's metric.
       params: its parameters.
       x: ``[B, H, W, C]`` floating images (already normalised as the model expects; the RISE
         code deletes to 0 in normalised space, i.e. to the mean colour).
@@ -137,31 +144,47 @@ def deletion_auc(
         steps of 224 pixels for a 224 x 224 image, as in RISE).
       substrate: what deleted pixels become: a number, or an array broadcastable to ``x``
         (e.g. ``[C]`` mean colour, or a blurred copy ``[B, H, W, C]``).
-      batch_size: curve points per model call; each call evaluates ``B * batch_size`` images.
+      chunk_size: curve points per example and model call; each call evaluates
+        ``B * chunk_size`` images.
       return_curve: also return the ``[B, N + 1]`` curves.
 
     Returns:
-      ``[B]`` float32 AUCs in [0, 1], or a :class:`CausalCurve` when ``return_curve``.
+      ``[B]`` float32 AUCs (in [0, 1] for probabilities), or a :class:`CausalCurve` when
+      ``return_curve``.
+
+    Raises:
+      InputShapeError, InputDTypeError, NonFiniteInputError: bad ``x``, ``saliency`` or
+        ``substrate``.
+      ModelCallError, ModelOutputError: the model cannot be called on ``x`` or gives no
+        ``[B, K]`` scores.
+      TargetOutOfRangeError: a ``target`` outside ``[0, K)``.
+      NonFiniteOutputError: the model's scores on the curve are NaN or Inf.
+      InvalidArgumentError: bad ``step`` or ``chunk_size``; an unhashable model.
 
     Example:
-      >>> import jax.numpy as jnp
+      >>> import jax.numpy as jnp, xaijax
       >>> from xaijax.metrics import deletion_auc
       >>> def apply_fn(params, x):  # logit of class 0 = sum of the top row
       ...     s = x[:, 0].sum(axis=(1, 2))
       ...     return jnp.stack([s, jnp.zeros_like(s)], axis=1)
+      >>> probs = xaijax.model(apply_fn, score="probability")  # RISE's score
       >>> x = jnp.ones((1, 2, 2, 1))
       >>> sal = jnp.array([[[2.0, 1.0], [0.0, 0.0]]])
-      >>> r = deletion_auc(apply_fn, None, x, sal, jnp.array([0]), step=1, return_curve=True)
+      >>> r = deletion_auc(probs, None, x, sal, jnp.array([0]), step=1, return_curve=True)
       >>> [round(float(v), 3) for v in r.curve[0]]  # softmax([2, 0]), softmax([1, 0]), 0.5...
       [0.881, 0.731, 0.5, 0.5, 0.5]
       >>> round(float(r.auc[0]), 3)  # (0.881/2 + 0.731 + 0.5 + 0.5 + 0.5/2) / 4
       0.605
+      >>> r = deletion_auc(apply_fn, None, x, sal, jnp.array([0]), step=1, return_curve=True)
+      >>> r.curve[0].tolist()  # a bare apply_fn: its logits
+      [2.0, 1.0, 0.0, 0.0, 0.0]
 
     References:
       Petsiuk, Das, Saenko, "RISE: Randomized Input Sampling for Explanation of Black-box
       Models", BMVC 2018.
     """
-    x, s, step, batch_size = _check_common(x, saliency, step, batch_size)
+    m = as_model(model, what="deletion_auc")
+    x, s, step, chunk_size = _check_common(x, saliency, step, chunk_size)
     sub = _checks.as_array(substrate, "substrate")
     if not (jnp.issubdtype(sub.dtype, jnp.floating) or jnp.issubdtype(sub.dtype, jnp.integer)):
         raise errors.InputDTypeError(
@@ -176,13 +199,14 @@ def deletion_auc(
             f"`substrate` must broadcast to `x`'s shape {_checks.shape_str(x.shape)}, got shape "
             f"{_checks.shape_str(sub.shape)}: pass a number, a [C] colour or a [B, H, W, C] image."
         )
+    _validation.check_finite(sub, "substrate")
     # broadcast inside the jitted curve function (no eager op, no extra compile)
     finish = np.asarray(sub, x.dtype) if isinstance(sub, np.ndarray) else sub.astype(x.dtype)
-    return _causal_curve(apply_fn, params, x, s, target, x, finish, step, batch_size, return_curve)
+    return _causal_curve(m, params, x, s, target, x, finish, step, chunk_size, return_curve)
 
 
 def insertion_auc(
-    apply_fn: ApplyFn,
+    model: Any,
     params: Params,
     x: ArrayLike,
     saliency: ArrayLike,
@@ -191,17 +215,19 @@ def insertion_auc(
     step: int | None = None,
     blur_sigma: float = 5.0,
     blur_size: int = 11,
-    batch_size: int = 32,
+    chunk_size: int = 32,
     return_curve: bool = False,
 ) -> Array | CausalCurve:
-    """Insertion metric of RISE: probability rise as the most salient pixels are restored.
+    """Insertion metric of RISE: score rise as the most salient pixels are restored.
 
     Starts from a blurred copy of ``x`` (:func:`rise_blur`: RISE's ``gkern(11, 5)`` kernel, zero
     padding) and restores ``step`` original pixels per step in order of decreasing saliency (ties:
     lower row-major index first). See the module docstring for the curve and the AUC.
 
     Args:
-      apply_fn: the model, ``apply_fn(params, x) -> logits [B, K]``.
+      model: an :class:`~xaijax.Model`, a Linen module or a bare ``apply_fn(params, x) ->
+        logits [B, K]``; its explained score is recorded. RISE records probabilities: pass
+        ``xaijax.model(apply_fn, score="probability")`` for the paper's metric.
       params: its parameters.
       x: ``[B, H, W, C]`` floating images.
       saliency: ``[B, H, W]`` floating maps.
@@ -209,11 +235,16 @@ def insertion_auc(
       step: pixels restored per step; default ``W`` (``N = H`` steps).
       blur_sigma: Gaussian sigma of the start image's blur.
       blur_size: odd kernel size of the blur.
-      batch_size: curve points per model call; each call evaluates ``B * batch_size`` images.
+      chunk_size: curve points per example and model call; each call evaluates
+        ``B * chunk_size`` images.
       return_curve: also return the ``[B, N + 1]`` curves.
 
     Returns:
-      ``[B]`` float32 AUCs in [0, 1], or a :class:`CausalCurve` when ``return_curve``.
+      ``[B]`` float32 AUCs (in [0, 1] for probabilities), or a :class:`CausalCurve` when
+      ``return_curve``.
+
+    Raises:
+      The errors of :func:`deletion_auc`, and InvalidArgumentError for a bad blur.
 
     Example:
       >>> import jax.numpy as jnp
@@ -230,13 +261,14 @@ def insertion_auc(
       Petsiuk, Das, Saenko, "RISE: Randomized Input Sampling for Explanation of Black-box
       Models", BMVC 2018.
     """
-    x, s, step, batch_size = _check_common(x, saliency, step, batch_size)
+    m = as_model(model, what="insertion_auc")
+    x, s, step, chunk_size = _check_common(x, saliency, step, chunk_size)
     blur_size, blur_sigma = _check_blur(blur_size, blur_sigma)
     start = _blur(x, jnp.asarray(rise_blur_kernel(blur_size, blur_sigma)))
-    return _causal_curve(apply_fn, params, x, s, target, start, x, step, batch_size, return_curve)
+    return _causal_curve(m, params, x, s, target, start, x, step, chunk_size, return_curve)
 
 
-def _check_common(x, saliency, step, batch_size):
+def _check_common(x, saliency, step, chunk_size):
     x = _validation.check_floating(x, "x", rank=4, layout="[B, H, W, C]")
     s = _checks.check_map(saliency, "saliency")
     if tuple(s.shape) != tuple(x.shape[:3]):
@@ -246,42 +278,44 @@ def _check_common(x, saliency, step, batch_size):
             "`jax.image.resize(s, x.shape[:3], 'bilinear')`) or reduce its channels."
         )
     step = x.shape[2] if step is None else _validation.check_positive_int(step, "step")
-    batch_size = _validation.check_positive_int(batch_size, "batch_size")
-    return x, s, step, batch_size
+    chunk_size = _validation.check_positive_int(chunk_size, "chunk_size")
+    return x, s, step, chunk_size
 
 
-def _causal_curve(apply_fn, params, x, s, target, start, finish, step, batch_size, return_curve):
+def _causal_curve(m: Model, params, x, s, target, start, finish, step, chunk_size, return_curve):
     try:
-        hash(apply_fn)
+        hash(m)
     except TypeError as e:
         raise errors.InvalidArgumentError(
-            "`apply_fn` must be hashable (it is a static argument of the jitted curve function): "
-            "wrap it, e.g. `lambda p, x: model(p, x)`, and reuse that one object across calls."
+            "The model must be hashable (it is a static argument of the jitted curve function): "
+            f"its head {m.head!r} or score is not. Use a tuple path or a function as `head=`, "
+            "and reuse one model object across calls."
         ) from e
     b, h, w, _ = x.shape
-    logits_shape = jax.eval_shape(apply_fn, params, x)
-    _validation.check_logits(logits_shape, b)
+    num_classes = _model.num_classes(m, params, x)
     target = _validation.check_target(target, b)
-    _validation.check_target_in_range(target, logits_shape.shape[1])
+    _validation.check_target_in_range(target, num_classes)
     if target is None:
-        target = _predict(apply_fn, params, x)
+        target = _predict(m, params, x)
     rank = _saliency_rank(s)
     n_steps = math.ceil(h * w / step)
     n_points = n_steps + 1
-    k = min(batch_size, n_points)
+    k = min(chunk_size, n_points)
     n_chunks = math.ceil(n_points / k)
     counts = np.minimum(np.arange(n_chunks * k), n_steps) * step  # pixels replaced per point
     chunks = [
-        _curve_chunk(apply_fn, params, start, finish, rank, target, counts[i * k : (i + 1) * k])
+        _curve_chunk(m, params, start, finish, rank, target, counts[i * k : (i + 1) * k])
         for i in range(n_chunks)
     ]
     auc, curve = _assemble(chunks, n_points)
+    if _validation.is_concrete(curve):  # one boolean to the host
+        _validation.check_finite_output(curve, "The deletion / insertion curve")
     return CausalCurve(auc, curve) if return_curve else auc
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn",))
-def _predict(apply_fn, params, x):
-    return jnp.argmax(apply_fn(params, x), axis=-1).astype(jnp.int32)
+@functools.partial(jax.jit, static_argnames=("m",))
+def _predict(m, params, x):
+    return jnp.argmax(m.scores(params, x), axis=-1).astype(jnp.int32)
 
 
 @jax.jit
@@ -295,16 +329,15 @@ def _saliency_rank(s: Array) -> Array:
     return rank.reshape(b, h, w)
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn",))
-def _curve_chunk(apply_fn, params, start, finish, rank, target, counts):
+@functools.partial(jax.jit, static_argnames=("m",))
+def _curve_chunk(m, params, start, finish, rank, target, counts):
     b, h, w, c = start.shape
     k = counts.shape[0]
     finish = jnp.broadcast_to(finish, start.shape)
     replaced = rank[:, None, :, :] < counts[None, :, None, None]  # [B, K, H, W]
     imgs = jnp.where(replaced[..., None], finish[:, None], start[:, None])
-    logits = apply_fn(params, imgs.reshape(b * k, h, w, c))
-    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(b, k, -1)
-    return jnp.take_along_axis(probs, target[:, None, None], axis=2)[..., 0]
+    scores = m.scores(params, imgs.reshape(b * k, h, w, c)).astype(jnp.float32).reshape(b, k, -1)
+    return jnp.take_along_axis(scores, target[:, None, None], axis=2)[..., 0]
 
 
 @functools.partial(jax.jit, static_argnames=("n_points",))

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xaijax import _validation, errors
+from xaijax._explainer import as_explainer
 from xaijax.metrics._correlation import spearman
 from xaijax.typing import Array, ArrayLike, Params, PRNGKey
 
@@ -28,7 +29,7 @@ class RandomizationResult(NamedTuple):
 
 
 def cascading_randomization(
-    explain: Callable[..., Array],
+    explainer: Any,
     params: Params,
     x: ArrayLike,
     target: ArrayLike | None = None,
@@ -43,25 +44,34 @@ def cascading_randomization(
     A faithful explanation must depend on the weights: as the layers are re-initialised one by
     one from the output towards the input, the maps should stop resembling the original ones.
     Step ``l`` re-initialises ``layers[0] .. layers[l]`` cumulatively, recomputes
-    ``explain(params_l, x, target)`` and scores ``similarity(original, new)`` (on ``|map|`` when
+    ``explainer(params_l, x, target)`` and scores ``similarity(original, new)`` (on ``|map|`` when
     ``absolute``, as in the paper). A method whose similarity stays near 1 fails the check.
+
+    ``x`` and ``target`` are checked once, against the original model (the explainer's boundary
+    checks); every step then runs the explainer's unchecked ``run`` on the randomised
+    parameters, and its maps are checked to be finite (one boolean per step).
 
     Re-initialisation of a layer: every floating leaf of ``params[layer]`` named ``"bias"`` becomes
     0; every other floating leaf is replaced by Gaussian noise of the same shape and dtype with
     the leaf's own standard deviation (its root-mean-square when that is 0, e.g. a LayerNorm
     scale of ones, so it does not collapse to zeros). Integer leaves are kept. The noise of layer
-    ``layers[l]`` is drawn from ``jax.random.fold_in(key, l)`` and is the same at every later step.
+    ``layers[l]`` is drawn from ``jax.random.fold_in(k0, l)`` with ``k0, k1 =
+    jax.random.split(key)``, and is the same at every later step; a stochastic explainer (e.g.
+    :func:`xaijax.smooth`) gets ``key=k1`` at every step, so only the weights change.
 
     Args:
-      explain: an explainer ``explain(params, x, target) -> maps`` (see
-        :class:`xaijax.typing.Explainer`). It is called ``L + 1`` times as given; pass a jitted
-        explainer to compile once.
+      explainer: an :class:`~xaijax.Explainer` ``explainer(params, x, target) -> maps``;
+        ``jax.jit`` of one and ``functools.partial`` of one with keywords are read through. A
+        bare function raises :class:`~xaijax.errors.NotAnExplainerError`: make it one with
+        ``xaijax.explainer(fn, model)`` (jit ``fn`` to compile it once for the ``L + 1``
+        calls). Its model must accept ``params`` as given.
       params: a Flax params dict (nested dicts). If its only top-level key is ``"params"`` (a Linen
         variables dict), the layers are looked up one level down.
       x: the ``[B, ...]`` batch passed to ``explain``.
       target: ``[B]`` class indices or None. With None each randomised model explains *its own*
         predicted class; pass the original predictions to keep the class fixed (as Adebayo et al.).
-      key: PRNG key for the re-initialisation (keyword-only).
+      key: PRNG key for the re-initialisation (and a stochastic explainer's draws);
+        keyword-only.
       layers: top-level keys of ``params``, ordered from the output to the input; default: the
         reverse of the dict's insertion order (Flax inserts layers in call order).
       similarity: ``similarity(a, b) -> [B]`` on two map batches; default :func:`spearman`
@@ -72,19 +82,28 @@ def cascading_randomization(
     Returns:
       :class:`RandomizationResult` with ``layers`` and ``similarity [L, B]``.
 
+    Raises:
+      NotAnExplainerError: ``explainer`` is not an explainer.
+      MissingKeyError, InvalidKeyError: no ``key``, or not one PRNG key.
+      InvalidArgumentError, UnknownLayerError: bad ``params`` or ``layers``.
+      NonFiniteOutputError: the explainer's maps are NaN or Inf for some randomised model.
+      The explainer's own boundary errors for a bad ``x`` or ``target``.
+
     Example:
-      >>> import jax, jax.numpy as jnp
+      >>> import jax, jax.numpy as jnp, xaijax
       >>> from xaijax.metrics import cascading_randomization
       >>> params = {"dense": {"kernel": jnp.arange(12.0).reshape(4, 3), "bias": jnp.zeros(3)}}
-      >>> def explain(p, x, target):  # gradient of a linear model = its weights
-      ...     return jnp.broadcast_to(p["dense"]["kernel"][:, 0], x.shape)
-      >>> r = cascading_randomization(explain, params, jnp.ones((2, 4)), key=jax.random.key(0))
+      >>> apply_fn = lambda p, x: x @ p["dense"]["kernel"] + p["dense"]["bias"]
+      >>> r = cascading_randomization(
+      ...     xaijax.gradient(apply_fn), params, jnp.ones((2, 4)), key=jax.random.key(0)
+      ... )
       >>> r.layers, r.similarity.shape
       (['dense'], (1, 2))
 
     References:
       Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018.
     """
+    e = as_explainer(explainer, "cascading_randomization")
     key = _validation.check_key(key)
     if not isinstance(params, Mapping):
         raise errors.InvalidArgumentError(
@@ -122,15 +141,32 @@ def cascading_randomization(
     def prepare(m):
         return _abs(m) if absolute else jnp.asarray(m)
 
-    reference = prepare(explain(params, x, target))
+    init_key, explain_key = jax.random.split(key)
+    kwargs = dict(e.bound)
+    if e.stochastic:
+        kwargs["key"] = explain_key
+    x, target, kwargs = e.prepare(params, x, target, kwargs)  # the boundary checks, once
+
+    def explain(p, randomised: list[str]) -> Array:
+        maps = e.run(p, x, target, **kwargs)
+        if not _validation.all_finite(maps):
+            where = f"after randomising {randomised}" if randomised else "for the original params"
+            raise errors.NonFiniteOutputError(
+                f"`{e.name}` produced NaN or Inf maps {where}: the model's scores (or their "
+                "gradients) are not finite there. Check the model on `x` with those parameters, "
+                "or leave out the layers whose re-initialisation makes it overflow."
+            )
+        return prepare(maps)
+
+    reference = explain(params, [])
     current = dict(tree)
     rows = []
     for i, name in enumerate(layers):
-        current[name] = _reinitialise(tree[name], key, i)
-        maps = prepare(explain(rebuild(current), x, target))
+        current[name] = _reinitialise(tree[name], init_key, i)
+        maps = explain(rebuild(current), list(layers[: i + 1]))
         if maps.shape != reference.shape:
             raise errors.InputShapeError(
-                f"`explain` returned maps of shape {list(maps.shape)} after randomising "
+                f"`{e.name}` returned maps of shape {list(maps.shape)} after randomising "
                 f"{name!r}, but {list(reference.shape)} for the original params."
             )
         rows.append(similarity(reference, maps))
