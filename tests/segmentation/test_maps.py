@@ -127,7 +127,7 @@ def test_relabel_contiguous_rejects_negative_and_too_large_labels():
     assert "label -1" in str(info.value)
     with pytest.raises(errors.SegmentMapError, match="negative"):
         relabel_contiguous(jnp.asarray(negative), 3)
-    with pytest.raises(errors.SegmentMapError, match="num_labels"):
+    with pytest.raises(errors.SegmentMapError, match="num_segments"):
         relabel_contiguous(np.array([[[0, 3], [1, 1]]]), 3)
     with pytest.raises(errors.SegmentMapError, match="integer"):
         relabel_contiguous(np.zeros((1, 2, 2), np.float32))

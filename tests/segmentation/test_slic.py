@@ -32,7 +32,9 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return pairs.shape[1] == len(np.unique(a)) == len(np.unique(b))
 
 
-def _slic_kmeans_reference(x: np.ndarray, n_segments: int, compactness: float, iters: int, spacing):
+def _slic_kmeans_reference(
+    x: np.ndarray, approx_segments: int, compactness: float, iters: int, spacing
+):
     """NumPy port (float64, loops) of scikit-image's ``_slic_cython`` for a [(T,) H, W, 3] input."""
     img = x.astype(np.float64)
     img = (img - img.min()) / (img.max() - img.min())
@@ -40,7 +42,7 @@ def _slic_kmeans_reference(x: np.ndarray, n_segments: int, compactness: float, i
     if img.ndim == 3:  # an image is a volume of depth 1
         lab = lab[None]
     shape = lab.shape[:3]
-    starts, steps = _regular_grid(shape, n_segments)
+    starts, steps = _regular_grid(shape, approx_segments)
     axes = [np.arange(s0, n, st) for s0, n, st in zip(starts, shape, steps, strict=True)]
     seeds = [[z, y, x, 0.0, 0.0, 0.0] for z in axes[0] for y in axes[1] for x in axes[2]]
     seeds = np.array(seeds, np.float64)
@@ -105,7 +107,7 @@ def regions():
     smooth = _smooth_images(1, 32, seed=2)[0]
     flat = np.full((32, 32, 3), 0.3, np.float32)
     x = np.stack([quad, stripes, smooth, flat])
-    segment = slic(16, max_segments=24)
+    segment = slic(16, num_segments=24)
     return segment, x, np.asarray(segment(x)), (quad_region, stripe_region)
 
 
@@ -230,7 +232,7 @@ def test_bad_inputs_raise_named_errors(x, error, words):
 
 def test_bad_hyperparameters_raise_named_errors():
     for kwargs, name in [
-        ({"n_segments": 0}, "n_segments"),
+        ({"approx_segments": 0}, "approx_segments"),
         ({"compactness": -1.0}, "compactness"),
         ({"num_iters": 1.5}, "num_iters"),
         ({"min_size_factor": 1.0}, "min_size_factor"),
@@ -240,5 +242,5 @@ def test_bad_hyperparameters_raise_named_errors():
             slic(**kwargs)
     with pytest.raises(errors.InputShapeError, match="3 channels"):
         slic(4, convert_to_lab=True)(np.zeros((1, 8, 8, 1), np.float32))
-    with pytest.raises(errors.InvalidArgumentError, match="max_segments"):
-        slic(100, enforce_connectivity=False, max_segments=4)(np.zeros((1, 32, 32, 3), np.float32))
+    with pytest.raises(errors.InvalidArgumentError, match="num_segments"):
+        slic(100, enforce_connectivity=False, num_segments=4)(np.zeros((1, 32, 32, 3), np.float32))

@@ -35,11 +35,13 @@ def image_methods(model, apply_fn, *, small: bool) -> list[Method]:
     layer = model.cam_layer
     grad = xaijax.gradient(apply_fn)
     gxi = xaijax.gradient_x_input(apply_fn)
-    ig = xaijax.integrated_gradients(apply_fn, steps=steps, batch_size=1)
-    sg = xaijax.smooth(grad, samples=samples, batch_size=1)
+    ig = xaijax.integrated_gradients(apply_fn, steps=steps, chunk_size=1)
+    sg = xaijax.smooth(grad, num_samples=samples, chunk_size=1)
     gbp = xaijax.guided_backprop(apply_fn)
-    occ = xaijax.occlusion(apply_fn, window=window, stride=stride, batch_size=8)
-    rise = xaijax.rise(apply_fn, masks=masks, cell_size=8, batch_size=50)
+    occ = xaijax.occlusion(apply_fn, window=window, stride=stride, chunk_size=8)
+    # RISE weights masks by the class probability, as in the paper.
+    probability = xaijax.model(apply_fn, score="probability")
+    rise = xaijax.rise(probability, num_samples=masks, cell_size=8, chunk_size=50)
     return (
         [
             Method(
@@ -87,7 +89,7 @@ def _paint(segments: jax.Array, scores: jax.Array) -> jax.Array:
 
 def superpixel_methods(apply_fn, *, small: bool) -> list[Method]:
     """GWS (gradient pooled over SLIC superpixels) and LIME on the same superpixels."""
-    segment = jax.jit(segmentation.slic(n_segments=30, compactness=10.0, max_segments=48))
+    segment = jax.jit(segmentation.slic(approx_segments=30, compactness=10.0, num_segments=48))
     num_samples = 100 if small else 1000
     # gradient x input summed per superpixel: of the five pixel scorers of the GWS paper, the one
     # that agrees best with LIME on this benchmark (experiments/results/gws_vs_lime.md); the
@@ -95,7 +97,9 @@ def superpixel_methods(apply_fn, *, small: bool) -> list[Method]:
     gws = superpixels.gws(
         xaijax.gradient_x_input(apply_fn), "sum", channel_reduce="sum", num_segments=48
     )
-    lime = surrogates.lime(apply_fn, num_samples=num_samples, num_segments=48, batch_size=100)
+    # LIME explains the class probability, as the lime package does.
+    probability = xaijax.model(apply_fn, score="probability")
+    lime = surrogates.lime(probability, num_samples=num_samples, num_segments=48, chunk_size=8)
     key = jax.random.key(1)
 
     def run_gws(p, x, t):

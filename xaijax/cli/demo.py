@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import xaijax
 from xaijax import errors, metrics, models, training, viz
 from xaijax.cli import _methods
 from xaijax.data import synthetic
@@ -119,6 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     target = jnp.asarray(test["label"][:n_explain])
     mask = jnp.asarray(test["object_mask"][:n_explain])
     rows, maps = [], {}
+    probability = xaijax.model(apply_fn, score="probability")  # deletion AUC of probabilities
     for method in _progress(
         _methods.image_methods(model, apply_fn, small=small), "methods", progress
     ):
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "energy in mask": float(metrics.energy_in_mask(saliency, mask).mean()),
                 "deletion AUC": float(
                     metrics.deletion_auc(
-                        apply_fn, params, x, saliency, target, batch_size=16
+                        probability, params, x, saliency, target, chunk_size=16
                     ).mean()
                 ),
                 "ms / image": ms,

@@ -43,7 +43,7 @@ def num_segments(segments: jax.typing.ArrayLike) -> int:
     if not is_concrete(segments):
         raise errors.InvalidArgumentError(
             "The number of segments cannot be read from a traced `segments` array (inside "
-            "jit/vmap): pass `num_segments=` explicitly (e.g. the `max_segments` of `slic`)."
+            "jit/vmap): pass `num_segments=` explicitly (e.g. the `num_segments` of `slic`)."
         )
     return int(np.max(np.asarray(segments))) + 1
 
@@ -139,7 +139,7 @@ def validate_segments(
             raise errors.SegmentMapError(
                 f"`{name}` image {worst} has {counts[worst]} segment(s); at least "
                 f"{min_segments} are needed for a region explanation. Use a finer segmentation "
-                "(e.g. more `n_segments` in `slic`)."
+                "(e.g. more `approx_segments` in `slic`)."
             )
     return jnp.asarray(segments, jnp.int32)
 
@@ -234,7 +234,9 @@ def _relabel_single(labels: jax.Array, num_labels: int) -> jax.Array:
     return rank[first]
 
 
-def relabel_contiguous(segments: jax.typing.ArrayLike, num_labels: int | None = None) -> jax.Array:
+def relabel_contiguous(
+    segments: jax.typing.ArrayLike, num_segments: int | None = None
+) -> jax.Array:
     """Relabels every map of a batch to ``0 .. K-1``, numbered in raster order.
 
     Segment ``0`` is the one containing the first pixel, segment ``1`` the next one met in
@@ -242,7 +244,7 @@ def relabel_contiguous(segments: jax.typing.ArrayLike, num_labels: int | None = 
 
     Args:
       segments: non-negative integer map ``[B, *spatial]``.
-      num_labels: static bound on the input labels (all labels ``< num_labels``); inferred from
+      num_segments: static bound on the input labels (all labels ``< num_segments``); inferred from
         a concrete ``segments`` when ``None``.
 
     Returns:
@@ -250,10 +252,10 @@ def relabel_contiguous(segments: jax.typing.ArrayLike, num_labels: int | None = 
 
     Raises:
       SegmentMapError: non-integer labels, a map without batch axis, or (for a concrete map)
-        a negative label or one ``>= num_labels``. The check runs on the device and brings back
+        a negative label or one ``>= num_segments``. The check runs on the device and brings back
         one boolean. Inside ``jit``/``vmap`` it cannot run, and out-of-range labels give
         meaningless output there: check the map once eagerly.
-      InvalidArgumentError: ``num_labels`` is not a positive integer, or is ``None`` for a
+      InvalidArgumentError: ``num_segments`` is not a positive integer, or is ``None`` for a
         traced map.
 
     Examples:
@@ -265,16 +267,16 @@ def relabel_contiguous(segments: jax.typing.ArrayLike, num_labels: int | None = 
     segments = _check_label_map(segments, "segments", "relabel_contiguous")
     if segments.size == 0:
         return segments
-    if num_labels is None:
+    if num_segments is None:
         if not is_concrete(segments):
             num_segments(segments)  # raises: the bound cannot be read from a traced map
-        _check_label_range(segments, None, "num_labels", "relabel_contiguous")
-        num_labels = int(jnp.max(segments)) + 1  # one scalar back, not the batch
+        _check_label_range(segments, None, "num_segments", "relabel_contiguous")
+        num_segments = int(jnp.max(segments)) + 1  # one scalar back, not the batch
     else:
-        num_labels = check_positive_int(num_labels, "num_labels")
-        _check_label_range(segments, num_labels, "num_labels", "relabel_contiguous")
+        num_segments = check_positive_int(num_segments, "num_segments")
+        _check_label_range(segments, num_segments, "num_segments", "relabel_contiguous")
     flat = segments.reshape(segments.shape[0], -1)
-    out = jax.vmap(lambda s: _relabel_single(s, num_labels))(flat)
+    out = jax.vmap(lambda s: _relabel_single(s, num_segments))(flat)
     return out.reshape(segments.shape)
 
 

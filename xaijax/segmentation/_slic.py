@@ -47,10 +47,10 @@ class _Geometry:
     step of k-means is a fixed number of dense array operations over the whole input.
     """
 
-    def __init__(self, spatial: tuple[int, ...], n_segments: int, radius: int):
+    def __init__(self, spatial: tuple[int, ...], approx_segments: int, radius: int):
         # scikit-image treats an image as a volume of depth 1 when it lays out the grid.
         grid_shape = spatial if len(spatial) == 3 else (1, *spatial)
-        starts, steps = _regular_grid(grid_shape, n_segments)
+        starts, steps = _regular_grid(grid_shape, approx_segments)
         if len(spatial) == 2:
             starts, steps = starts[1:], steps[1:]
         self.spatial = spatial
@@ -268,7 +268,7 @@ def _kmeans(colours, geo: _Geometry, spacing: np.ndarray, num_iters: int) -> jax
 
 
 def slic(
-    n_segments: int = 100,
+    approx_segments: int = 100,
     compactness: float = 10.0,
     *,
     num_iters: int = 10,
@@ -276,13 +276,13 @@ def slic(
     convert_to_lab: bool | None = None,
     enforce_connectivity: bool = True,
     min_size_factor: float = 0.5,
-    max_segments: int | None = None,
+    num_segments: int | None = None,
     search_radius: int = 2,
 ) -> Callable[[jax.typing.ArrayLike], jax.Array]:
     """SLIC superpixels for image batches and supervoxels for video batches.
 
     Follows scikit-image's ``slic`` (``channel_axis=-1``, ``sigma=0``): each image is rescaled to
-    [0, 1] and converted to CIE Lab; seeds sit on a regular grid of about ``n_segments`` points
+    [0, 1] and converted to CIE Lab; seeds sit on a regular grid of about ``approx_segments`` points
     with their colour initialised to 0; ``num_iters`` rounds of local k-means assign every pixel
     to the seed minimising
 
@@ -300,7 +300,7 @@ def slic(
     met none, which leaves that segment disconnected), and over-large components are not split.
 
     Args:
-      n_segments: approximate number of seeds.
+      approx_segments: approximate number of seeds.
       compactness: balance of colour and space; larger gives more regular, square segments.
       num_iters: k-means iterations.
       time_spacing: voxel spacing along time for videos; larger values penalise temporal
@@ -308,14 +308,14 @@ def slic(
       convert_to_lab: convert RGB to Lab; ``None`` converts when there are 3 channels.
       enforce_connectivity: make every segment one connected component.
       min_size_factor: components smaller than this fraction of ``H*W/num_seeds`` are merged.
-      max_segments: static bound ``S``; every label is ``< S``. Defaults to ``2 * n_segments``
+      num_segments: static bound ``S``; every label is ``< S``. Defaults to ``2 * approx_segments``
         (the bound is met by raising the minimum component size to ``ceil(H*W / S)``).
       search_radius: grid cells searched in each direction per pixel (2 covers scikit-image's
         window unless seeds drift by more than half a cell).
 
     Returns:
       ``segment(x)``: ``[B, H, W, C] -> [B, H, W]`` or ``[B, T, H, W, C] -> [B, T, H, W]``
-      ``int32`` labels in ``[0, max_segments)``; jitted, pure, vmapped over the batch.
+      ``int32`` labels in ``[0, num_segments)``; jitted, pure, vmapped over the batch.
 
     Raises:
       InvalidArgumentError: bad hyperparameters.
@@ -326,7 +326,7 @@ def slic(
     Examples:
       >>> import jax.numpy as jnp
       >>> x = jnp.zeros((1, 8, 8, 3)).at[:, 4:, :, 0].set(1.0).at[:, :, 4:, 1].set(1.0)
-      >>> slic(n_segments=4)(x)[0, ::2, ::2]  # the four coloured quadrants
+      >>> slic(approx_segments=4)(x)[0, ::2, ::2]  # the four coloured quadrants
       Array([[0, 0, 1, 1],
              [0, 0, 1, 1],
              [2, 2, 3, 3],
@@ -336,11 +336,11 @@ def slic(
       Achanta et al., "SLIC Superpixels Compared to State-of-the-art Superpixel Methods",
       TPAMI 2012.
     """
-    n_segments = check_positive_int(n_segments, "n_segments")
+    approx_segments = check_positive_int(approx_segments, "approx_segments")
     num_iters = check_positive_int(num_iters, "num_iters")
-    if max_segments is None:
-        max_segments = 2 * n_segments
-    max_segments = check_positive_int(max_segments, "max_segments")
+    if num_segments is None:
+        num_segments = 2 * approx_segments
+    num_segments = check_positive_int(num_segments, "num_segments")
     if isinstance(search_radius, bool) or not isinstance(search_radius, int) or search_radius < 1:
         raise errors.InvalidArgumentError(
             f"`search_radius` must be an integer >= 1, got {search_radius!r}."
@@ -357,7 +357,7 @@ def slic(
 
     def geometry(spatial):
         if spatial not in geometries:
-            geometries[spatial] = _Geometry(spatial, n_segments, search_radius)
+            geometries[spatial] = _Geometry(spatial, approx_segments, search_radius)
         return geometries[spatial]
 
     def _segment(x: jax.Array) -> jax.Array:
@@ -370,7 +370,7 @@ def slic(
             spacing[0] = time_spacing
         min_size = max(
             int(min_size_factor * num_pixels / geo.num_centres),
-            math.ceil(num_pixels / max_segments),
+            math.ceil(num_pixels / num_segments),
         )
 
         def single(img):
@@ -414,10 +414,10 @@ def slic(
                 f"`convert_to_lab=True` needs RGB inputs (3 channels), got {x.shape[-1]}."
             )
         geo = geometry(tuple(x.shape[1:-1]))
-        if not enforce_connectivity and geo.num_centres > max_segments:
+        if not enforce_connectivity and geo.num_centres > num_segments:
             raise errors.InvalidArgumentError(
-                f"`max_segments={max_segments}` is smaller than the {geo.num_centres} seeds "
-                "laid out for this input size; raise `max_segments` or enforce connectivity."
+                f"`num_segments={num_segments}` is smaller than the {geo.num_centres} seeds "
+                "laid out for this input size; raise `num_segments` or enforce connectivity."
             )
         # A batch sharded over CPU devices (xaijax.use_cpu_devices + shard_batch) runs on every
         # core: measured 1.6x (64 px) and 1.3x (224 px) faster for a batch of 32 on 2 cores.

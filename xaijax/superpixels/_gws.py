@@ -44,7 +44,7 @@ def gws(
         Its output is ``[B, *spatial, C]`` or ``[B, *spatial]``.
       reduce: pooling rule, one of :data:`~xaijax.superpixels.REDUCTIONS` (``mean`` = average
         gradient, the SWAG/GWS rule).
-      num_segments: the static number of segment labels ``S`` (required; e.g. ``max_segments``
+      num_segments: the static number of segment labels ``S`` (required; e.g. ``num_segments``
         of :func:`~xaijax.segmentation.slic`).
       channel_reduce: how channels are collapsed before pooling: ``sum`` for signed methods,
         ``max_abs`` for magnitude methods, ``mean`` or ``l2``.

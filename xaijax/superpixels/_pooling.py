@@ -80,7 +80,7 @@ def superpixel_scores(
       segments: integer map ``[B, *spatial]`` (or ``[*spatial]`` shared by the batch) with labels
         in ``[0, num_segments)``.
       reduce: one of :data:`REDUCTIONS`.
-      num_segments: the static number of segment labels ``S`` (required; e.g. ``max_segments``
+      num_segments: the static number of segment labels ``S`` (required; e.g. ``num_segments``
         of :func:`~xaijax.segmentation.slic`).
       channel_reduce: ``sum`` (signed methods), ``mean``, ``max_abs`` (magnitude methods) or
         ``l2``; used only when ``attributions`` has a channel axis.

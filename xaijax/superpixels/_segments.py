@@ -28,7 +28,7 @@ def check_num_segments(value, what: str) -> int:
         raise errors.InvalidArgumentError(
             f"{what} needs `num_segments`, the static number of segment labels S (labels lie in "
             f"[0, S)), as a positive int; got {value!r}. Pass the bound of your segmenter (e.g. "
-            "`max_segments` of `xaijax.segmentation.slic`, or `int(segments.max()) + 1` computed "
+            "`num_segments` of `xaijax.segmentation.slic`, or `int(segments.max()) + 1` computed "
             "once): one S for all calls means a new segment map never recompiles."
         )
     return int(value)

@@ -165,7 +165,7 @@ def lime(
       model: an :class:`~xaijax.Model`, a Linen module or a bare ``apply_fn(params, x) ->
         logits [B, C]``; ``x`` is ``[B, *spatial, C]``.
       num_segments: the static number of segment labels ``S`` (required; labels lie in
-        ``[0, S)``, e.g. ``max_segments`` of :func:`~xaijax.segmentation.slic`). Maps with any
+        ``[0, S)``, e.g. ``num_segments`` of :func:`~xaijax.segmentation.slic`). Maps with any
         number of labels below ``S`` share one compilation.
       num_samples: samples per example (LIME's default 1000); ignored when ``masks`` is given.
       fill: ``"mean"``, ``"blur"`` or a finite number (LIME's ``hide_color``).
