@@ -183,12 +183,17 @@ def _apply_fn_fns(apply_fn: ApplyFn) -> ModelFns:
 
 
 def _build_fns(model: nn.Module | ApplyFn) -> ModelFns:
+    from xaijax._model import Model
+
     if isinstance(model, nn.Module):
         return _module_fns(model)
+    if isinstance(model, Model):  # an xaijax.Model trains through its apply_fn (all heads)
+        return _apply_fn_fns(model.apply_fn)
     if callable(model):
         return _apply_fn_fns(model)
     raise errors.InvalidArgumentError(
-        f"`model` must be a flax.linen.Module or a function `apply_fn(params, x)`, got "
+        f"`model` must be a flax.linen.Module, an xaijax.Model or a function "
+        f"`apply_fn(params, x)`, got "
         f"{type(model).__name__}."
     )
 
