@@ -15,7 +15,7 @@ def test_reduce_channels_each_reduction():
     a = jnp.array([[[[3.0, -4.0]], [[0.0, -1.0]]]])  # [1, 2, 1, 2]
     np.testing.assert_allclose(reduce_channels(a), [[[7.0], [1.0]]])
     np.testing.assert_allclose(reduce_channels(a, "sum"), [[[-1.0], [-1.0]]])
-    np.testing.assert_allclose(reduce_channels(a, "abs_max"), [[[4.0], [1.0]]])
+    np.testing.assert_allclose(reduce_channels(a, "max_abs"), [[[4.0], [1.0]]])
     np.testing.assert_allclose(reduce_channels(a, "l2"), [[[5.0], [1.0]]])
     with pytest.raises(errors.InvalidArgumentError, match="reduction"):
         reduce_channels(a, "mean")

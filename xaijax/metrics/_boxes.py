@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xaijax import _validation, errors
-from xaijax.metrics import _checks
+from xaijax import _validation as _checks
 from xaijax.typing import Array, ArrayLike
 
 

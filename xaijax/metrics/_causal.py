@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from xaijax import _model, _validation, errors
+from xaijax import _validation as _checks
 from xaijax._model import Model, as_model
-from xaijax.metrics import _checks
 from xaijax.typing import Array, ArrayLike, Params
 
 

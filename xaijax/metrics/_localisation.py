@@ -8,13 +8,13 @@ import jax
 import jax.numpy as jnp
 
 from xaijax import _validation
-from xaijax.metrics import _checks
+from xaijax import _validation as _checks
 from xaijax.typing import Array, ArrayLike
 
-_REDUCTIONS = ("abs_sum", "sum", "abs_max", "l2")
+_REDUCTIONS = ("sum_abs", "sum", "max_abs", "l2")
 
 
-def reduce_channels(attributions: ArrayLike, reduction: str = "abs_sum") -> Array:
+def reduce_channels(attributions: ArrayLike, reduction: str = "sum_abs") -> Array:
     """Reduces per-channel attributions ``[B, H, W, C]`` to a saliency map ``[B, H, W]``.
 
     The metrics of this package take single-channel maps; this is the usual way to get one from a
@@ -22,8 +22,8 @@ def reduce_channels(attributions: ArrayLike, reduction: str = "abs_sum") -> Arra
 
     Args:
       attributions: ``[B, H, W, C]`` floating attributions.
-      reduction: ``"abs_sum"`` (sum of ``|a|`` over channels, the default, as in Simonyan et al.
-        up to the max-vs-sum choice), ``"sum"`` (signed sum), ``"abs_max"`` (max of ``|a|``) or
+      reduction: ``"sum_abs"`` (sum of ``|a|`` over channels, the default, as in Simonyan et al.
+        up to the max-vs-sum choice), ``"sum"`` (signed sum), ``"max_abs"`` (max of ``|a|``) or
         ``"l2"`` (Euclidean norm over channels).
 
     Returns:
@@ -42,11 +42,11 @@ def reduce_channels(attributions: ArrayLike, reduction: str = "abs_sum") -> Arra
 
 @functools.partial(jax.jit, static_argnames=("reduction",))
 def _reduce(a: Array, reduction: str) -> Array:
-    if reduction == "abs_sum":
+    if reduction == "sum_abs":
         return jnp.abs(a).sum(-1)
     if reduction == "sum":
         return a.sum(-1)
-    if reduction == "abs_max":
+    if reduction == "max_abs":
         return jnp.abs(a).max(-1)
     return jnp.sqrt(jnp.square(a).sum(-1))
 

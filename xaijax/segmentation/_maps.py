@@ -45,7 +45,7 @@ def num_segments(segments: jax.typing.ArrayLike) -> int:
             "The number of segments cannot be read from a traced `segments` array (inside "
             "jit/vmap): pass `num_segments=` explicitly (e.g. the `num_segments` of `slic`)."
         )
-    return int(np.max(np.asarray(segments))) + 1
+    return int(jax.device_get(jnp.max(jnp.asarray(segments)))) + 1  # one scalar back
 
 
 def validate_segments(
@@ -119,29 +119,47 @@ def validate_segments(
             f"`{name}` must be a batch of maps [B, *spatial], got shape "
             f"{_shape_str(segments.shape)}."
         )
-    if is_concrete(segments):
-        values = np.asarray(segments)
-        if values.size and values.min() < 0:
+    if is_concrete(segments) and np.size(segments):
+        # On the device: four scalars come back (never the map). Distinct labels are counted
+        # below the largest label, a bound read from the map itself when S is not given.
+        lo, hi = (int(v) for v in jax.device_get(_label_range(jnp.asarray(segments))))
+        if lo < 0:
             raise errors.SegmentMapError(
-                f"`{name}` holds a negative label ({int(values.min())}); labels must be >= 0. "
+                f"`{name}` holds a negative label ({lo}); labels must be >= 0. "
                 "Shift them, e.g. `segments - segments.min()`."
             )
-        if num_segments is not None and values.size and values.max() >= num_segments:
+        if num_segments is not None and hi >= num_segments:
             raise errors.SegmentMapError(
-                f"`{name}` holds label {int(values.max())} but `num_segments` is "
+                f"`{name}` holds label {hi} but `num_segments` is "
                 f"{num_segments}: labels must lie in [0, num_segments). Raise `num_segments` "
                 "or relabel with `xaijax.segmentation.relabel_contiguous`."
             )
-        flat = values.reshape(values.shape[0], -1)
-        counts = [len(np.unique(row)) for row in flat]
-        worst = int(np.argmin(counts)) if counts else 0
-        if counts and counts[worst] < min_segments:
+        bound = num_segments if num_segments is not None else hi + 1
+        fewest, worst = (
+            int(v) for v in jax.device_get(_fewest_labels(jnp.asarray(segments), bound))
+        )
+        if fewest < min_segments:
             raise errors.SegmentMapError(
-                f"`{name}` image {worst} has {counts[worst]} segment(s); at least "
+                f"`{name}` image {worst} has {fewest} segment(s); at least "
                 f"{min_segments} are needed for a region explanation. Use a finer segmentation "
                 "(e.g. more `approx_segments` in `slic`)."
             )
     return jnp.asarray(segments, jnp.int32)
+
+
+@jax.jit
+def _label_range(segments: jax.Array) -> jax.Array:
+    return jnp.stack([jnp.min(segments), jnp.max(segments)])
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _fewest_labels(segments: jax.Array, bound: int) -> jax.Array:
+    """``[fewest distinct labels in an image, that image's index]`` of labels in [0, bound)."""
+    flat = segments.reshape(segments.shape[0], -1)
+    ones = jnp.ones(flat.shape[1], jnp.int32)
+    sizes = jax.vmap(lambda row: jax.ops.segment_sum(ones, row, bound))(flat)
+    distinct = jnp.sum(sizes > 0, axis=1)
+    return jnp.stack([jnp.min(distinct), jnp.argmin(distinct)])
 
 
 def _check_label_map(segments, name: str, fn: str) -> jax.Array:
