@@ -10,14 +10,28 @@ Command::
     .venv/bin/python experiments/fixations.py --num 128              # all six models
     .venv/bin/python experiments/fixations.py --models vgg,resnet --num 32
     .venv/bin/python experiments/fixations.py --models resnet,densenet --merge  # rerun two rows
+    .venv/bin/python experiments/fixations.py --quick --num 8 --out /tmp/fixations.md  # smoke
+
+``--quick`` trains the models for a few steps only (a run-through: its numbers mean nothing);
+with ``--models vgg,video3d,text1d`` (one image, video and text model) it takes about 90 s.
+``--out`` writes the results (and the figure beside them) elsewhere.
 
 Runtime: about 27 minutes with ``--num 128`` on the project's shared 2-core CPU VM when the zoo
 models are cached (``training.train_or_restore`` keeps them in ``out/checkpoints``; a first run
 trains them, a few minutes more); IG's 32 steps on 128 images are most of it.
 ``--no-crops`` skips the five-crop protocol rows.
 
+Devices: the script asks JAX for two CPU devices per core (``xaijax.use_cpu_devices()``, the
+explicit opt-in since Core v2; importing xaijax no longer does it) so that training splits its
+batches over them, as before. The explainers and the forward pass are timed jitted whole on an
+unsharded batch (one device), as they were. The deletion AUC is RISE's, on the softmax
+probability of the predicted class (``xaijax.model(apply_fn, score="probability")``; since
+Core v2 a bare ``apply_fn`` would mean its logits).
+
 Last result: see ``experiments/results/fixations.md`` (written by this script) and the figure
-``experiments/results/fixations.png``.
+``experiments/results/fixations.png``; measured before Core v2 (explainers as
+``xaijax.Explainer`` values, the crop vote reading the inner explainer's model), pending a rerun
+on the current code.
 
 Every number here is measured on the *synthetic benchmark* of ``xaijax.data.synthetic`` with
 small zoo models trained here; none is a reproduction of the paper's ImageNet results.
@@ -35,13 +49,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import xaijax
 from xaijax import attribution, metrics, models, training
 from xaijax import fixations as fx
 from xaijax.data import synthetic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_MD = os.path.join(HERE, "results", "fixations.md")
-RESULTS_PNG = os.path.join(HERE, "results", "fixations.png")
 
 # Training settings of experiments/train_zoo.py (the zoo's default synthetic tasks).
 ZOO = {
@@ -142,6 +156,8 @@ def evaluate(
     x = jnp.asarray(data[key])
     mask = np.asarray(data[MASK_KEY[task]])
     apply_fn = models.apply_fn(model)
+    # RISE's deletion metric records probabilities; explainers keep the logits (the default).
+    probability = xaijax.model(apply_fn, score="probability")
     forward = jax.jit(apply_fn)
     logits = np.asarray(forward(params, x))
     pred = jnp.asarray(logits.argmax(1), jnp.int32)
@@ -161,13 +177,14 @@ def evaluate(
     if task != "text":  # gradients of integer token ids do not exist
         grad = attribution.gradient(apply_fn)
         methods["gradient"] = lambda p, x, t: jnp.abs(grad(p, x, t)).sum(-1)
-        ig = attribution.integrated_gradients(apply_fn, steps=32, batch_size=8)
+        ig = attribution.integrated_gradients(apply_fn, steps=32, chunk_size=8)
         methods["IG (32 steps)"] = lambda p, x, t: jnp.abs(ig(p, x, t)).sum(-1)
     methods["Grad-CAM"] = gcam
     if image and crops:  # the authors' protocol (papers.md 6(b).8) around the same explainers
         for method in [m for m in methods if m.startswith("CNN Fixations")]:
             methods[method + FIVE_CROPS] = fx.multi_crop(methods[method])
-        methods["Grad-CAM" + FIVE_CROPS] = fx.multi_crop(gcam, apply_fn=apply_fn, reduce="mean")
+        # The crops' vote reads gcam's own model (the same network's logits).
+        methods["Grad-CAM" + FIVE_CROPS] = fx.multi_crop(gcam, reduce="mean")
 
     t_fwd = timed(forward, params, x)
     for method, explainer in methods.items():
@@ -210,7 +227,7 @@ def evaluate(
             else:
                 b = np.asarray(metrics.box_from_map(sal))
                 row["box_heat"] = float((np.asarray(metrics.box_iou(b, gt_box)) >= 0.5).mean())
-            auc = metrics.deletion_auc(apply_fn, params, x, jnp.asarray(sal, jnp.float32), pred)
+            auc = metrics.deletion_auc(probability, params, x, jnp.asarray(sal, jnp.float32), pred)
             row["deletion"] = float(np.asarray(auc).mean())
         rows.append(row)
         if is_fix:
@@ -269,8 +286,8 @@ def to_markdown(rows, timing, two, trained, argv, num, total_s) -> str:
         f"Command: `{' '.join(['.venv/bin/python', 'experiments/fixations.py', *argv])}`  ",
         f"Machine: {os.cpu_count()} CPU cores, {platform.machine()}, Python "
         f"{platform.python_version()}, jax {jax.__version__}; load average at the end "
-        f"{os.getloadavg()[0]:.1f} (the run's own threads count: xaijax spreads batches over "
-        "2 CPU devices per core); total "
+        f"{os.getloadavg()[0]:.1f} (the run's own threads count: training splits batches over "
+        "2 CPU devices per core, `xaijax.use_cpu_devices()`); total "
         f"{total_s:.0f} s.  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M')}. {num} test examples per model (split "
         "`test`, seed 0), explained for the predicted class. All numbers are on the *synthetic "
@@ -283,7 +300,8 @@ def to_markdown(rows, timing, two, trained, argv, num, total_s) -> str:
         "(for CNN Fixations: of its heatmap) on the object. box: IoU >= 0.5 rate of the box with "
         "the ground-truth box, by the points rule (tight box of the outlier-filtered fixations) "
         "or the heatmap rule (Grad-CAM WSOL protocol, 15 % threshold, largest component; the only "
-        "rule for the other methods). deletion: RISE deletion AUC (lower is better), the "
+        "rule for the other methods). deletion: RISE deletion AUC on the class probability "
+        "(lower is better), the "
         "CNN Fixations heatmap giving the order. ms: milliseconds per example (batched, "
         "compiled).",
         "",
@@ -498,6 +516,9 @@ def merge_markdown(old: str, new: str, rerun: set[str]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    # Two CPU devices per core, before any JAX computation: training splits each batch over
+    # them (explicit since Core v2: importing xaijax configures nothing).
+    xaijax.use_cpu_devices()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(ZOO), help="comma-separated zoo names")
     parser.add_argument("--num", type=int, default=64, help="test examples per model")
@@ -516,6 +537,11 @@ def main(argv: list[str]) -> int:
         "--no-crops", action="store_true", help="skip the five-crop protocol rows (images)"
     )
     parser.add_argument("--no-write", action="store_true", help="do not write the results")
+    parser.add_argument(
+        "--out",
+        default=RESULTS_MD,
+        help="results file (markdown); the figure goes beside it with the suffix .png",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke test: barely trained models")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
@@ -531,8 +557,9 @@ def main(argv: list[str]) -> int:
             name, model, params, args.num, rows, timing, two, figs, variants, not args.no_crops
         )
     table = to_markdown(rows, timing, two, trained, argv, args.num, time.perf_counter() - t0)
-    if args.merge and os.path.exists(RESULTS_MD):
-        with open(RESULTS_MD) as f:
+    figure_path = os.path.splitext(args.out)[0] + ".png"
+    if args.merge and os.path.exists(args.out):
+        with open(args.out) as f:
             old = f.read()
         previous = [ln for ln in old.splitlines() if ln.startswith(("Command:", "Date:"))]
         note = (
@@ -544,11 +571,11 @@ def main(argv: list[str]) -> int:
         table = table.replace("\n\n## Localisation", f"\n\n{note}\n\n## Localisation", 1)
     print(table)
     if not args.no_write:
-        os.makedirs(os.path.dirname(RESULTS_MD), exist_ok=True)
-        with open(RESULTS_MD, "w") as f:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
             f.write(table)
         if not args.merge or {"vgg", "resnet", "inception", "densenet"} <= set(names):
-            figure(figs, RESULTS_PNG)  # a partial merged run keeps the previous figure
+            figure(figs, figure_path)  # a partial merged run keeps the previous figure
     return 0
 
 

@@ -9,21 +9,33 @@ between GWS scores and LIME coefficients, how well each agrees with the ground-t
 mask (the share of the top-5 segments' area that lies on the object), and the seconds per
 explanation. LIME is xaijax's reimplementation of ``lime_image`` (1000 samples, mean-colour
 fill, kernel width 0.25, ridge alpha 1, all features) run on the predicted class's logit (the
-quantity GWS differentiates) and, for reference, on its probability. Besides the five scorers
-of the issue, two use LIME's own reference image (each segment's mean colour): the gradient
-times ``input - fill`` and IG along the path from the fill image to the input.
+quantity GWS differentiates: the model's default score) and, for reference, on its probability
+(``xaijax.model(apply_fn, score="probability")``). Besides the five scorers of the issue, two
+use LIME's own reference image (each segment's mean colour): the gradient times ``input - fill``
+and IG along the path from the fill image to the input.
+
+Devices: the script asks JAX for two CPU devices (``xaijax.use_cpu_devices(2)``, the explicit
+opt-in since Core v2); training splits its batches over them, and the SLIC batch is sharded
+over them inside the timed call (``xaijax.shard_batch``), as xaijax's former automatic
+placement did. The pixel scorers and LIME run on one device, as they did before (the trained
+parameters are committed to one device, which turned the former placement off).
 
 Command::
 
     .venv/bin/python experiments/gws_vs_lime.py                 # 32 images, 8 clips
-    .venv/bin/python experiments/gws_vs_lime.py --quick         # smoke run, ~2 min
+    .venv/bin/python experiments/gws_vs_lime.py --quick         # 8 images, 4 clips, ~2 min
+    .venv/bin/python experiments/gws_vs_lime.py --smoke --out /tmp/gws_vs_lime.md  # ~2 min
+
+``--smoke`` also trains the models for a few steps only (meaningless numbers: it checks that
+the script runs end to end); ``--out`` writes the results (and the figure beside them) elsewhere.
 
 Runtime: 7 minutes on the project's 2-core CPU VM with cached models (17 minutes when other
 jobs kept the load average near 9); training the two models first adds about 10 minutes
 (cached under out/checkpoints).
 
 Last result (experiments/results/gws_vs_lime.md, with gws_vs_lime.png; 32 images, 8 clips,
-1000 LIME samples): the best GWS rule, IG from LIME's fill image + sum pooling, reaches
+1000 LIME samples; measured before Core v2, pending a rerun on the current code): the best GWS
+rule, IG from LIME's fill image + sum pooling, reaches
 Spearman rho 0.862 to LIME(logit) on images (top-5 overlap 0.98, 36x faster than LIME) and
 0.946 on videos (23x); gradient x (input - fill) + sum, one backward pass, reaches 0.798 /
 0.771 at 797x / 351x. LIME against itself with other samples gives 0.857 / 0.934. Of the
@@ -45,23 +57,19 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.stats import spearmanr
 
-# Two virtual CPU devices: training splits each batch over them, which keeps both cores busy.
-jax.config.update("jax_num_cpu_devices", 2)
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
-
-from xaijax import attribution, models, training, viz  # noqa: E402
-from xaijax.data import synthetic  # noqa: E402
-from xaijax.segmentation import num_segments, segment_sizes, slic  # noqa: E402
-from xaijax.superpixels import REDUCTIONS, superpixel_scores, top_segments_mask  # noqa: E402
-from xaijax.surrogates import fill_image, lime  # noqa: E402
+import xaijax
+from xaijax import attribution, models, training, viz
+from xaijax.data import synthetic
+from xaijax.segmentation import num_segments, segment_sizes, slic
+from xaijax.superpixels import REDUCTIONS, superpixel_scores, top_segments_mask
+from xaijax.surrogates import fill_image, lime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "gws_vs_lime.md")
-FIGURE = os.path.join(HERE, "results", "gws_vs_lime.png")
 
 TASKS = {
     "image": dict(
@@ -87,18 +95,31 @@ TASKS = {
         chunk=4,
     ),
 }
+#: Perturbed inputs per model call of LIME (its former ``batch_size``): ``chunk_size`` is this
+#: divided by the examples explained per call.
+LIME_INPUTS_PER_CALL = 256
+#: Training steps and examples of ``--smoke`` (a run-through, not a measurement).
+SMOKE = dict(num_train=256, steps=10)
 KS = (1, 3, 5)
 GT_K = 5  # segments shown, as LIME's get_image_and_mask(num_features=5)
 
 
-def trained_model(task: str, cfg: dict, *, progress: bool):
+def use_devices() -> None:
+    """Two CPU devices (call before any JAX computation): training splits each batch over them
+    and the scripts shard SLIC's batch over them, which keeps both cores busy."""
+    xaijax.use_cpu_devices(2)
+
+
+def trained_model(task: str, cfg: dict, *, progress: bool, smoke: bool = False):
     """The zoo model for ``task``, trained once and cached under out/checkpoints."""
+    if smoke:  # a run-through of the script: a few steps, meaningless accuracy
+        cfg = dict(cfg, **SMOKE)
     train = cfg["make"](cfg["num_train"], seed=0, split="train")
     num_classes = int(train["label"].max()) + 1
     model = models.get_model(cfg["model"], num_classes)
     data = {cfg["key"]: train[cfg["key"]], "label": train["label"]}
     result = training.train_or_restore(
-        f"gws-{cfg['model']}",
+        f"gws-{cfg['model']}{'-smoke' if smoke else ''}",
         model,
         data,
         input_key=cfg["key"],
@@ -120,9 +141,9 @@ def scorers(model, apply_fn) -> dict:
     path from LIME's fill image to the input.
     """
     grad = attribution.gradient(apply_fn)
-    smooth = attribution.smooth(grad, samples=16, batch_size=16)
-    ig = attribution.integrated_gradients(apply_fn, steps=32, batch_size=8)
-    ig_fill = attribution.integrated_gradients(apply_fn, steps=16, batch_size=8)
+    smooth = attribution.smooth(grad, num_samples=16, chunk_size=16)
+    ig = attribution.integrated_gradients(apply_fn, steps=32, chunk_size=8)
+    ig_fill = attribution.integrated_gradients(apply_fn, steps=16, chunk_size=8)
     cam = attribution.grad_cam(model, model.cam_layer)
     return {
         "gradient": lambda p, x, t, f: grad(p, x, t),
@@ -151,6 +172,12 @@ def in_chunks(fn, x, *rest, chunk: int):
     return jax.tree.map(lambda *a: jnp.concatenate(a), *outs)
 
 
+def on_devices(fn, *args):
+    """``fn(*args)`` on the arguments sharded over the CPU devices, the result back on one
+    device: what xaijax's former automatic placement did for SLIC (``xaijax.shard_batch``)."""
+    return jax.device_put(fn(*xaijax.shard_batch(args)), jax.devices()[0])
+
+
 def agreement(gws: np.ndarray, coef: np.ndarray, valid: np.ndarray) -> dict:
     """Spearman rho and top-k overlaps per example, over the non-empty segments."""
     rho, top = [], {k: [] for k in KS}
@@ -172,10 +199,10 @@ def object_share(segments, scores, object_mask) -> float:
     return float(np.mean(np.where(area > 0, (flat & obj).sum(1) / np.maximum(area, 1), 0.0)))
 
 
-def run_task(task: str, n: int, samples: int, *, progress: bool) -> dict:
+def run_task(task: str, n: int, samples: int, *, progress: bool, smoke: bool = False) -> dict:
     cfg = TASKS[task]
     t0 = time.perf_counter()
-    model, params = trained_model(task, cfg, progress=progress)
+    model, params = trained_model(task, cfg, progress=progress, smoke=smoke)
     train_s = time.perf_counter() - t0
     apply_fn = models.apply_fn(model)
     test = cfg["make"](max(n, 200), seed=0, split="test")
@@ -184,15 +211,24 @@ def run_task(task: str, n: int, samples: int, *, progress: bool) -> dict:
     x, object_mask = x_all[:n], test["object_mask"][:n]
     target = jnp.argmax(apply_fn(params, x), axis=-1).astype(jnp.int32)
     segment = slic(cfg["n_segments"])
-    segments, seg_s = timed(segment, x)
+    # SLIC on the batch sharded over the CPU devices (each loops over its own share).
+    segments, seg_s = timed(lambda xx: on_devices(segment, xx), x)
     num = num_segments(segments)
     valid = np.asarray(segment_sizes(segments, num) > 0)
     chunk = cfg["chunk"]
 
     fill = fill_image(x, segments, num, "mean", 5.0)  # what LIME shows for "off" segments
 
+    # LIME on the logit (the model's default score) and on the probability (lime's setting).
+    lime_models = {"logits": apply_fn, "probs": xaijax.model(apply_fn, score="probability")}
+
     def run_lime(output: str, key: int, xs, ss, ts):
-        explain = lime(apply_fn, num_samples=samples, num_segments=num, output=output)
+        explain = lime(
+            lime_models[output],
+            num_samples=samples,
+            num_segments=num,
+            chunk_size=max(1, LIME_INPUTS_PER_CALL // chunk),
+        )
         fn = lambda xx, sg, tt: explain(params, xx, tt, segments=sg, key=jax.random.key(key))  # noqa: E731
         jax.block_until_ready(fn(xs[:chunk], ss[:chunk], ts[:chunk]))  # compile
         t0 = time.perf_counter()
@@ -291,7 +327,7 @@ def fmt(v: float, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
-def report(results: dict, elapsed: float) -> str:
+def report(results: dict, elapsed: float, figure_name: str = "gws_vs_lime.png") -> str:
     lines = [
         "# GWS vs LIME (synthetic benchmark)",
         "",
@@ -346,7 +382,7 @@ def report(results: dict, elapsed: float) -> str:
             "",
         ]
     lines += [
-        "![LIME vs best GWS, top-5 segments](gws_vs_lime.png)",
+        f"![LIME vs best GWS, top-5 segments]({figure_name})",
         "",
         "Figure rows: input (middle frame for clips) | LIME(logit) top-5 | best GWS top-5 | "
         "object mask.",
@@ -361,15 +397,27 @@ def main(argv=None) -> int:
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="8 images, 4 clips, 300 samples")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run-through: --quick with models trained for a few steps (meaningless numbers)",
+    )
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--out", default=RESULTS, help="results file (markdown); the figure goes beside it (.png)"
+    )
     args = parser.parse_args(argv)
-    if args.quick:
+    use_devices()  # before any JAX computation
+    if args.quick or args.smoke:
         args.images, args.videos, args.samples = 8, 4, 300
+    figure_path = os.path.splitext(args.out)[0] + ".png"
     t0 = time.perf_counter()
     results = {}
     for task, n in (("image", args.images), ("video", args.videos)):
         if n > 0:
-            results[task] = run_task(task, n, args.samples, progress=not args.no_progress)
+            results[task] = run_task(
+                task, n, args.samples, progress=not args.no_progress, smoke=args.smoke
+            )
             b = results[task]["best"]
             print(
                 f"{task}: best {b['scorer']} + {b['reduce']}: rho {b['rho']:.3f}, top-5 "
@@ -378,11 +426,11 @@ def main(argv=None) -> int:
                 f"({results[task]['lime_s'] / b['seconds']:.0f}x)",
                 flush=True,
             )
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
-        f.write(report(results, time.perf_counter() - t0))
-    viz.save_png(FIGURE, figure(results))
-    print(f"wrote {RESULTS} and {FIGURE}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(report(results, time.perf_counter() - t0, os.path.basename(figure_path)))
+    viz.save_png(figure_path, figure(results))
+    print(f"wrote {args.out} and {figure_path}")
     return 0
 
 

@@ -6,23 +6,44 @@ Command (needs the `bench` extra: torch 2.13.0 CPU, captum; `make bench` sets it
 
     .venv-bench/bin/python experiments/bench/attribution.py            # full table
     .venv-bench/bin/python experiments/bench/attribution.py --quick    # fewer repeats
+    .venv-bench/bin/python experiments/bench/attribution.py --quick --x64   # + float64 column
+    .venv-bench/bin/python experiments/bench/attribution.py --smoke --out /tmp/bench.md
 
 Setup: a 4-conv CNN (3->32->32, maxpool, 32->64->64, maxpool, global mean, dense 64->10, ReLU
 after each conv), identical weights ported from Flax to PyTorch, batch 32 of 64x64 RGB in [0, 1),
 random targets. Methods: gradient (Captum Saliency, abs=False), IG (32 Gauss-Legendre steps, zero
 baseline), SmoothGrad (16 samples, absolute sigma 0.15), Grad-CAM (last conv, ReLU, bilinear
-upsampling) and occlusion (8x8 window, stride 4, zero fill). xaijax runs in its own process per
-column: on 1 CPU device, on N devices with the batch sharded by the caller (``--devices N``), and
-with xaijax's default (``0``: two CPU devices per core, the batch placed by xaijax itself).
+upsampling) and occlusion (8x8 window, stride 4, zero fill); every xaijax explainer explains
+the logits (the model's default score), as Captum's do. xaijax runs in a fresh process per
+column:
+
+- "1 device": plain JAX (``import xaijax`` configures nothing, so one CPU device);
+- "opt-in": ``xaijax.use_cpu_devices()`` before any JAX computation (two CPU devices per core)
+  and the batch and targets sharded over them with ``xaijax.shard_batch`` inside every timed
+  call, so each timing covers the same work as the former "default" column (which placed the
+  batch inside the explainer call): putting the batch over the devices and explaining it. The
+  explainers run on the sharded batch with no collective and return sharded results. The
+  forward row runs the jitted model on the sharded batch too.
+
+Every timed call is the explainer value built once (``xaijax.gradient(apply_fn)`` etc.) called
+on ``(params, x, t)``, with its boundary checks (shape, dtype, one on-device finiteness and
+target-range boolean) and waiting for the result (``block_until_ready``); Captum's calls build
+their attribution object inside, as before.
 
 The difference column is max|a_xaijax - a_captum| / max|a_captum| over the batch, in float32 and
 (``--x64``) in float64: in float32 the two frameworks' convolutions round differently, which can
 flip a max-pool's arg-max at near-ties and move a gradient to a neighbouring pixel. SmoothGrad
 has no difference column: the two libraries draw different noise.
 
+``--smoke`` is a run-through of the script (one repeat, batch 4, IG 4 steps, SmoothGrad 2
+samples, no peak-memory subprocesses): its numbers mean nothing. ``--out`` writes the table
+elsewhere than experiments/results/bench_attribution.md.
+
 Expected runtime: about 20 minutes with ``--quick --x64`` on the 2-core CPU machine (Captum's
-occlusion and IG dominate). The last result is in experiments/results/bench_attribution.md and
-the README.
+occlusion and IG dominate); ``--smoke`` about 1 minute (3 with ``--x64``). The last result, in
+experiments/results/bench_attribution.md (and _x64.md) and the README, was measured before
+Core v2 with the columns "1 dev" and "default" (import-time devices, batch placed by xaijax);
+it is pending a rerun with the columns "1 device" and "opt-in".
 """
 
 from __future__ import annotations
@@ -39,6 +60,15 @@ import numpy as np
 BATCH, SIZE, CLASSES = 32, 64, 10
 IG_STEPS, SG_SAMPLES, SG_SIGMA = 32, 16, 0.15
 WINDOW, STRIDE = 8, 4
+
+#: The xaijax columns: worker mode -> column label.
+MODES = {"plain": "1 device", "opt-in": "opt-in"}
+
+
+def smoke_settings() -> None:
+    """``--smoke``: a tiny run-through of every code path (set in every process)."""
+    global BATCH, IG_STEPS, SG_SAMPLES
+    BATCH, IG_STEPS, SG_SAMPLES = 4, 4, 2
 
 
 def make_weights(seed: int = 0) -> dict[str, np.ndarray]:
@@ -77,19 +107,18 @@ def timeit(fn, repeats: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------- JAX
-def run_xaijax(devices: int, repeats: int, x64: bool) -> dict:
-    import jax
+def run_xaijax(mode: str, repeats: int, x64: bool) -> dict:
+    """One xaijax column, in a fresh process: ``mode`` is ``"plain"`` or ``"opt-in"``."""
+    import xaijax  # configures nothing in JAX
 
-    if devices > 0:  # 0: xaijax's default (two CPU devices per core, batch placed by xaijax)
-        jax.config.update("jax_num_cpu_devices", devices)
+    if mode == "opt-in":
+        xaijax.use_cpu_devices()  # two CPU devices per core; before any JAX computation
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
     if x64:
         jax.config.update("jax_enable_x64", True)
-    import flax.linen as nn
-    import jax.numpy as jnp
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    import xaijax
-
     dtype = jnp.float64 if x64 else jnp.float32
 
     class CNN(nn.Module):
@@ -114,27 +143,32 @@ def run_xaijax(devices: int, repeats: int, x64: bool) -> dict:
     x_np, t_np = make_batch()
     x = jnp.asarray(x_np, dtype)
     t = jnp.asarray(t_np, jnp.int32)
-    if devices > 1:  # the caller shards the batch itself, by jit with shardings
-        mesh = jax.make_mesh((devices,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-        x = jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
-        t = jax.device_put(t, NamedSharding(mesh, PartitionSpec("data")))
-        params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+    if mode == "opt-in":
+        # The caller puts the batch over the devices, in every timed call (the work the former
+        # "default" column's explainers did inside the call); parameters stay as they are.
+        batch = lambda: xaijax.shard_batch((x, t))  # noqa: E731
+    else:
+        batch = lambda: (x, t)  # noqa: E731
     key = jax.random.key(0)
-    methods = {
-        "forward": lambda: apply_fn(params, x),
-        "gradient": lambda: xaijax.gradient(apply_fn)(params, x, t),
-        "integrated_gradients": lambda: ig(params, x, t),
-        "smoothgrad": lambda: sg(params, x, t, key=key),
-        "grad_cam": lambda: gc(params, x, t),
-        "occlusion": lambda: occ(params, x, t),
-    }
     grad = xaijax.gradient(apply_fn)
-    methods["gradient"] = lambda: grad(params, x, t)
-    ig = xaijax.integrated_gradients(apply_fn, steps=IG_STEPS, method="gausslegendre", batch_size=1)
-    sg = xaijax.smooth(grad, samples=SG_SAMPLES, noise=SG_SIGMA, relative_noise=False, batch_size=1)
+    ig = xaijax.integrated_gradients(apply_fn, steps=IG_STEPS, method="gausslegendre", chunk_size=1)
+    sg = xaijax.smooth(
+        grad, num_samples=SG_SAMPLES, noise=SG_SIGMA, relative_noise=False, chunk_size=1
+    )
     gc = xaijax.grad_cam(model, "conv4")
-    occ = xaijax.occlusion(apply_fn, window=WINDOW, stride=STRIDE, fill=0.0, batch_size=8)
-    out = {"devices": devices, "times": {}, "maps": {}}
+    occ = xaijax.occlusion(apply_fn, window=WINDOW, stride=STRIDE, fill=0.0, chunk_size=8)
+    methods = {
+        "forward": lambda: apply_fn(params, batch()[0]),
+        "gradient": lambda: grad(params, *batch()),
+        "integrated_gradients": lambda: ig(params, *batch()),
+        "smoothgrad": lambda: sg(params, *batch(), key=key),
+        "grad_cam": lambda: gc(params, *batch()),
+        "occlusion": lambda: occ(params, *batch()),
+    }
+    devices = len(batch()[0].sharding.device_set)
+    out = {"mode": mode, "devices": devices, "shard_ms": None, "times": {}, "maps": {}}
+    if mode == "opt-in":  # the placement alone, for the notes
+        out["shard_ms"] = 1e3 * timeit(lambda: jax.block_until_ready(batch()), repeats)
     for name, fn in methods.items():
         out["times"][name] = timeit(lambda fn=fn: jax.block_until_ready(fn()), repeats)
         if name != "forward":
@@ -142,7 +176,7 @@ def run_xaijax(devices: int, repeats: int, x64: bool) -> dict:
     if not x64:
         os.makedirs("out/bench", exist_ok=True)
         np.savez(
-            f"out/bench/xaijax_{devices}.npz",
+            f"out/bench/xaijax_{mode}.npz",
             **{n: np.asarray(methods[n]()) for n in methods if n != "forward"},
         )
     return out
@@ -240,20 +274,20 @@ def rel_diff(a, b) -> float:
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 
 
-def ig_memory(steps: int, batch_size: int) -> int:
+def ig_memory(steps: int, chunk_size: int) -> int:
     """Peak RSS (KiB) of one process running IG with the given steps and chunk size."""
     code = (
         "import resource, jax, jax.numpy as jnp, numpy as np, sys;"
         "sys.path.insert(0, 'experiments/bench');"
         "import attribution as b, xaijax, flax.linen as nn;"
-        f"r = b.run_ig_only({steps}, {batch_size});"
+        f"r = b.run_ig_only({steps}, {chunk_size});"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(res.stdout.strip().splitlines()[-1])
 
 
-def run_ig_only(steps: int, batch_size: int):
+def run_ig_only(steps: int, chunk_size: int):
     import jax
     import jax.numpy as jnp
 
@@ -275,7 +309,7 @@ def run_ig_only(steps: int, batch_size: int):
         return x.mean((1, 2)) @ p["head/kernel"] + p["head/bias"][None]
 
     p = {k: jnp.asarray(v) for k, v in w.items()}
-    ig = xaijax.integrated_gradients(apply_fn, steps=steps, batch_size=batch_size)
+    ig = xaijax.integrated_gradients(apply_fn, steps=steps, chunk_size=chunk_size)
     return jax.block_until_ready(ig(p, jnp.asarray(x_np), jnp.asarray(t_np, jnp.int32)))
 
 
@@ -283,65 +317,75 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
     parser.add_argument(
-        "--devices",
-        type=int,
+        "--modes",
         nargs="*",
-        default=[1, 0],
-        help="host CPU device counts to shard the batch over (0: xaijax's default, two devices "
-        "per core, with the batch placed by xaijax itself)",
+        choices=list(MODES),
+        default=list(MODES),
+        help="xaijax columns: plain (1 CPU device) and opt-in (xaijax.use_cpu_devices(), two "
+        "CPU devices per core, batch sharded with xaijax.shard_batch)",
     )
     parser.add_argument("--x64", action="store_true", help="also compare in float64")
-    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run-through: 1 repeat, batch 4, IG 4 steps, SmoothGrad 2 samples, no memory runs",
+    )
+    parser.add_argument(
+        "--out",
+        default="experiments/results/bench_attribution.md",
+        help="where the table is written (markdown)",
+    )
+    parser.add_argument("--worker", choices=list(MODES), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-x64", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    repeats = 3 if args.quick else 7
+    if args.smoke:
+        smoke_settings()
+    repeats = 1 if args.smoke else 3 if args.quick else 7
     if args.worker is not None:
         res = run_xaijax(args.worker, 1 if args.worker_x64 else repeats, args.worker_x64)
         print("RESULT " + json.dumps(res))
         return
 
-    def worker(devices, x64=False):
-        cmd = [sys.executable, __file__, "--worker", str(devices)] + (
-            ["--quick"] if args.quick else []
-        )
+    def worker(mode, x64=False):
+        cmd = [sys.executable, __file__, "--worker", mode]
+        cmd += (["--quick"] if args.quick else []) + (["--smoke"] if args.smoke else [])
         if x64:
             cmd.append("--worker-x64")
         res = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
         if res.returncode != 0 or not lines:
-            # XLA:CPU runs a sharded program's devices as threads that meet at every collective;
-            # on a 2-core machine they can miss the 40 s rendezvous and XLA aborts the process.
-            why = [ln for ln in res.stderr.splitlines() if "rendezvous" in ln.lower()]
             print(
-                f"worker with {devices} device(s) failed (exit {res.returncode}): "
-                + (why[-1][:300] if why else res.stderr[-300:]),
+                f"worker {mode!r} failed (exit {res.returncode}): {res.stderr[-600:]}",
                 file=sys.stderr,
             )
             return None
         return json.loads(lines[-1][len("RESULT ") :])
 
     captum = run_captum(repeats, x64=False)
-    results = {d: worker(d) for d in args.devices}
-    failed = [d for d, r in results.items() if r is None]
-    results = {d: r for d, r in results.items() if r is not None}
-    args.devices = [d for d in args.devices if d in results]
+    results = {m: worker(m) for m in args.modes}
+    failed = [m for m, r in results.items() if r is None]
+    results = {m: r for m, r in results.items() if r is not None}
+    modes = [m for m in args.modes if m in results]
+    if not modes:
+        sys.exit("every xaijax worker failed; see the messages above")
     diffs32 = {}
     for name in captum["maps"]:
-        ours = np.load(f"out/bench/xaijax_{args.devices[0]}.npz")[name]
+        ours = np.load(f"out/bench/xaijax_{modes[0]}.npz")[name]
         diffs32[name] = rel_diff(ours, captum["maps"][name])
     diffs64 = {}
     if args.x64:
         cap64 = run_captum(1, x64=True)
-        ours64 = worker(1, x64=True)
+        ours64 = worker("plain", x64=True)
+        if ours64 is None:
+            sys.exit("the float64 xaijax worker failed; see the message above")
         for name in cap64["maps"]:
             diffs64[name] = rel_diff(np.asarray(ours64["maps"][name]), cap64["maps"][name])
 
     import torch
 
     header = ["method", "captum ms"]
-    for d in args.devices:
-        label = "default" if d == 0 else f"{d} dev"
-        header += [f"xaijax ms ({label})", f"xaijax/captum ({label})"]
+    for m in modes:
+        header += [f"xaijax ms ({MODES[m]})", f"xaijax/captum ({MODES[m]})"]
     header += ["max rel. diff fp32"] + (["max rel. diff fp64"] if args.x64 else [])
     rows = []
     for name in [
@@ -353,8 +397,8 @@ def main():
         "occlusion",
     ]:
         row = [name, f"{captum['times'][name] * 1e3:.1f}"]
-        for d in args.devices:
-            ours = results[d]["times"][name]
+        for m in modes:
+            ours = results[m]["times"][name]
             row += [f"{ours * 1e3:.1f}", f"{ours / captum['times'][name]:.2f}"]
         if name in ("forward", "smoothgrad"):
             row += ["n/a"] + (["n/a"] if args.x64 else [])
@@ -364,34 +408,43 @@ def main():
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     ratios = [
-        f"- IG time / (32 x gradient time), {'default' if d == 0 else f'{d} device(s)'}: "
-        f"{results[d]['times']['integrated_gradients'] / (IG_STEPS * results[d]['times']['gradient']):.2f}"  # noqa: E501
-        for d in args.devices
+        f"- IG time / ({IG_STEPS} x gradient time), {MODES[m]}: "
+        f"{results[m]['times']['integrated_gradients'] / (IG_STEPS * results[m]['times']['gradient']):.2f}"  # noqa: E501
+        for m in modes
     ]
-    mem32 = ig_memory(32, 32)
-    mem256 = ig_memory(256, 32)
-    ratios.append(
-        f"- peak RSS of IG, 256 steps / 32 steps (batch_size=32): "
-        f"{mem256 / 1024:.0f} MiB / {mem32 / 1024:.0f} MiB = {mem256 / mem32:.2f}"
-    )
+    ratios += [
+        f"- opt-in: {results[m]['devices']} CPU devices; `xaijax.shard_batch` of the batch and "
+        f"targets alone takes {results[m]['shard_ms']:.2f} ms (included in every opt-in timing)"
+        for m in modes
+        if m == "opt-in"
+    ]
+    if not args.smoke:  # two more processes of IG alone
+        mem32 = ig_memory(32, 32)
+        mem256 = ig_memory(256, 32)
+        ratios.append(
+            f"- peak RSS of IG, 256 steps / 32 steps (chunk_size=32): "
+            f"{mem256 / 1024:.0f} MiB / {mem32 / 1024:.0f} MiB = {mem256 / mem32:.2f}"
+        )
     env = (
         f"jax {__import__('jax').__version__}, torch {torch.__version__}, "
         f"captum {__import__('captum').__version__}, {os.cpu_count()} CPU cores, "
         f"torch threads {torch.get_num_threads()}, median of {repeats} runs"
     )
-    notes = [
-        f"- the worker with {d} host devices (0: default) aborted (XLA:CPU collective "
-        "rendezvous timeout); no figures"
-        for d in failed
-    ]
+    notes = [f"- the xaijax worker {MODES[m]!r} failed; no figures" for m in failed]
+    if args.smoke:
+        notes.append(
+            f"- smoke run (batch {BATCH}, IG {IG_STEPS} steps, SmoothGrad {SG_SAMPLES} "
+            "samples, 1 repeat): these numbers mean nothing"
+        )
     text = "\n".join(lines + [""] + ratios + notes + ["", env])
     print(text)
-    os.makedirs("experiments/results", exist_ok=True)
-    with open("experiments/results/bench_attribution.md", "w") as f:
-        f.write("# xaijax vs Captum (synthetic random CNN, batch 32 of 64x64 RGB)\n\n")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(f"# xaijax vs Captum (synthetic random CNN, batch {BATCH} of 64x64 RGB)\n\n")
         f.write(
             "Command: `.venv-bench/bin/python experiments/bench/attribution.py"
             + (" --quick" if args.quick else "")
+            + (" --smoke" if args.smoke else "")
             + (" --x64" if args.x64 else "")
             + "`\n\n"
         )
