@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import types
 
@@ -13,17 +12,6 @@ import pytest
 from jax.extend import core as jex_core
 
 from xaijax.fixations import _rules
-
-
-@contextlib.contextmanager
-def force_compact():
-    """Rules take their compact (list) path whenever a bound allows, even on tiny layers."""
-    saved = _rules._DENSE_SMALL
-    _rules._DENSE_SMALL = -1
-    try:
-        yield
-    finally:
-        _rules._DENSE_SMALL = saved
 
 
 def _equation(fn, args, primitive, dependent, options, statistic=None, flattened=None):
@@ -68,8 +56,9 @@ def apply_rule():
 
     ``options`` may be a list of :class:`Options`: then a list of mask lists comes back, all
     computed in one compiled program (compiling is the slow part of these tests). Each is
-    computed twice, by the dense path (no bound) and by the compact path (bound = the exact
-    number of discriminative outputs, the tightest the walker could give); they must agree.
+    computed twice, without a bound (every output a point) and with the tightest bound the
+    walker could give (the exact number of discriminative outputs: the mask is compacted);
+    they must agree. The tests compare the masks with the NumPy references.
     """
 
     def run(
@@ -100,8 +89,7 @@ def apply_rule():
             return results
 
         results = []
-        with force_compact():
-            outputs = jax.jit(all_options)(eqn.in_values, out_masks)
+        outputs = jax.jit(all_options)(eqn.in_values, out_masks)
         for dense, compact in outputs:
             for a, b in zip(dense, compact, strict=True):
                 assert (a is None) == (b is None)
@@ -134,12 +122,6 @@ def init_params(model, x, seed=0):
         return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
 
     return jax.tree_util.tree_map_with_path(draw, shapes)
-
-
-@pytest.fixture(scope="session")
-def compact_mode():
-    """A context manager forcing the rules' compact path (see :func:`force_compact`)."""
-    return force_compact
 
 
 @pytest.fixture(scope="session")
@@ -289,6 +271,7 @@ def ref():
         np_conv=np_conv,
         np_pool=np_pool,
         walk=ref_walk,
+        rule=lambda *a: _ref_rule(*a),
     )
 
 

@@ -402,7 +402,7 @@ def test_gather_of_activations_scatters_back(apply_rule, rng):
     assert mi is None
 
 
-# --- masks as points (the walker's compact form between rules) -----------------------------------
+# --- masks as points (the form the walker passes between the costly rules) -----------------------
 
 
 CONV_POSITIONS = ["official", "center", "argmax_contribution", "argmax_activation"]
@@ -423,9 +423,9 @@ def as_points(rng, om, extra=5):
     return _rules.Points(jnp.asarray(index[order]), jnp.asarray(valid[order]), om.shape)
 
 
-def points_rules(eqns, points, bounds, compact_mode):
+def points_rules(eqns, points, bounds):
     """The walker's rule of each equation (all of one primitive) on a points mask, for each
-    bound, compact path forced, in one compiled program; masks out made dense."""
+    bound, in one compiled program; masks out made dense."""
     from xaijax.fixations import _rules
 
     rule = _rules.walk_rule(eqns[0].primitive)
@@ -439,15 +439,15 @@ def points_rules(eqns, points, bounds, compact_mode):
                 out.append([None if m is None else _rules.dense(m) for m in masks])
         return out
 
-    with compact_mode():
-        out = jax.jit(run)(eqns[0].in_values, points.index, points.valid)
+    out = jax.jit(run)(eqns[0].in_values, points.index, points.valid)
     return [[None if m is None else np.asarray(m) for m in masks] for masks in out]
 
 
 @pytest.mark.parametrize("case", [0, 1, 2])
-def test_conv_on_points_matches_dense_rule(apply_rule, rng, compact_mode, case):
+def test_conv_on_points_matches_reference(apply_rule, ref, rng, case):
     """Points in (repeats, junk, a list longer than the bound: deduplicated and cut to the
-    bound) give the dense rule's masks for every conv_position; the output is points too."""
+    bound) give the NumPy reference's masks for every conv_position, as a boolean mask in does;
+    the output is points too."""
     from xaijax.fixations import _rules
 
     spatial, ks, c_in, c_out, strides, padding, rd, ld, groups = CONV_CASES[case]
@@ -470,19 +470,20 @@ def test_conv_on_points_matches_dense_rule(apply_rule, rng, compact_mode, case):
     )
     eqns = [eqn._replace(options=o) for o in options]
     bounds = (bound, points.index.shape[0])  # cut to the bound / kept as it is
-    got = points_rules(eqns, points, bounds, compact_mode)
+    got = points_rules(eqns, points, bounds)
     for i, (position, (mx, _)) in enumerate(zip(CONV_POSITIONS, expected, strict=True)):
+        reference = ref.conv(x[0], w, np.asarray(om[0]), strides, padding, rd, ld, groups, position)
+        np.testing.assert_array_equal(mx[0], reference, err_msg=position)
         for j, b in enumerate(bounds):
             gx, gw = got[i * len(bounds) + j]
             assert gw is None
-            np.testing.assert_array_equal(gx, mx, err_msg=f"{position}, bound {b}")
-    with compact_mode():
-        e = eqn._replace(out_bounds=(bound,))
-        out = jax.eval_shape(
-            lambda i, v: _rules.walk_rule(e.primitive)(e, (_rules.Points(i, v, om.shape),))[0],
-            points.index,
-            points.valid,
-        )
+            np.testing.assert_array_equal(gx[0], reference, err_msg=f"{position}, bound {b}")
+    e = eqn._replace(out_bounds=(bound,))
+    out = jax.eval_shape(
+        lambda i, v: _rules.walk_rule(e.primitive)(e, (_rules.Points(i, v, om.shape),))[0],
+        points.index,
+        points.valid,
+    )
     assert isinstance(out, _rules.Points) and len(out.shape) == x.ndim
 
 
@@ -500,16 +501,27 @@ def test_conv_on_points_matches_dense_rule(apply_rule, rng, compact_mode, case):
         (lambda x: x.reshape(1, 6, -1), "reshape", 1),
     ],
 )  # fmt: skip
-def test_other_rules_on_points_match_dense_rule(apply_rule, rng, compact_mode, fn, prim, n_args):
+def test_other_rules_on_points_match_reference(apply_rule, ref, rng, fn, prim, n_args):
+    """Points in give the NumPy reference's masks, as a boolean mask in does."""
     args = tuple(rng.normal(size=(1, 6, 5, 4)).astype(np.float32) for _ in range(n_args))
     args[-1][0, 0, 0, :2] = args[0][0, 0, 0, :2]  # ties between operands
     out_shape = jax.eval_shape(fn, *args).shape
     om = random_mask(rng, out_shape, 0.3).at[(0,) * len(out_shape)].set(True)
     expected, eqn = apply_rule(fn, args, prim, om, dependent=(True,) * n_args)
-    (got,) = points_rules([eqn], as_points(rng, om), [int(np.sum(np.asarray(om)))], compact_mode)
-    assert len(got) == len(expected)
-    for g, e in zip(got, expected, strict=True):
-        assert (g is None) == (e is None)
-        if e is not None:
-            np.testing.assert_array_equal(g, e)
-            assert e.any()
+    (got,) = points_rules([eqn], as_points(rng, om), [int(np.sum(np.asarray(om)))])
+    reference = ref.rule(
+        prim,
+        [np.asarray(v) for v in eqn.in_values],
+        [np.asarray(om)],
+        list(eqn.dependent),
+        eqn.params,
+        list(eqn.flattened),
+        eqn.options,
+    )
+    assert len(got) == len(expected) == len(reference)
+    for g, e, r in zip(got, expected, reference, strict=True):
+        assert (g is None) == (e is None) == (r is None)
+        if r is not None:
+            np.testing.assert_array_equal(e, r)
+            np.testing.assert_array_equal(g, r)
+            assert r.any()

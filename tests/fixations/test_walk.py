@@ -414,10 +414,10 @@ def test_bad_arguments_raise_named_errors(vgg_setup):
 
 
 @pytest.mark.parametrize("variant", ["official", "pytorch"])
-def test_compact_masks_carried_between_rules(ref, init, compact_mode, variant):
-    """With every rule on its compact path, masks travel between rules as lists of points
-    (merged at the forks of two residual blocks, deduplicated and cut to the static bound):
-    the walk still equals the literal reference, for the authors' rules and the port's."""
+def test_compact_masks_carried_between_rules(ref, init, variant):
+    """Masks travel between the costly rules as lists of points (merged at the forks of two
+    residual blocks, deduplicated and cut to the static bound): the walk equals the literal
+    reference, for the authors' rules and the port's."""
     from xaijax import models
     from xaijax.fixations import VARIANTS
 
@@ -425,8 +425,7 @@ def test_compact_masks_carried_between_rules(ref, init, compact_mode, variant):
     x = jnp.asarray(np.random.default_rng(5).uniform(size=(2, 8, 8, 3)), jnp.float32)
     params = init(model, x, 5)
     apply_fn = models.apply_fn(model)
-    with compact_mode():
-        got = np.asarray(fixations(apply_fn, variant=variant, channel_reduction="none")(params, x))
+    got = np.asarray(fixations(apply_fn, variant=variant, channel_reduction="none")(params, x))
     for b in range(x.shape[0]):
         expected = ref.walk(apply_fn, params, x[b : b + 1], options=VARIANTS[variant])[0]
         np.testing.assert_array_equal(got[b], expected)

@@ -52,19 +52,19 @@ def test_zoo_architecture_matches_reference_walk(name, init, ref):
 
 
 @pytest.mark.parametrize("name", ["resnet_1", "densenet_1"])
-def test_compact_path_and_static_bounds_on_zoo(name, init, ref, compact_mode):
-    """With the compact path forced on every layer, the walk still equals the reference: the
-    static bounds on the number of discriminative neurons hold through residual junctions and
-    dense concatenations (a bound too small would drop neurons)."""
+def test_compact_path_and_static_bounds_on_zoo(name, init, ref):
+    """The walk equals the reference with the PyTorch port's conv position too: the static
+    bounds on the number of discriminative neurons, to which every convolution and pooling rule
+    compacts its mask, hold through residual junctions and dense concatenations (a bound too
+    small would drop neurons)."""
     model, params, x = zoo_case(name, init, batch=1, seed=1)
     apply_fn = models.apply_fn(model)
     options = Options(conv_position="argmax_contribution")
-    with compact_mode():
-        got = np.asarray(
-            fixations(apply_fn, conv_position="argmax_contribution", channel_reduction="none")(
-                params, x
-            )
+    got = np.asarray(
+        fixations(apply_fn, conv_position="argmax_contribution", channel_reduction="none")(
+            params, x
         )
+    )
     np.testing.assert_array_equal(got[0], ref.walk(apply_fn, params, x, options=options)[0])
 
 

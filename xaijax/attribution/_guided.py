@@ -9,8 +9,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend import core as jcore
 
+from xaijax import _jaxpr
 from xaijax._explainer import Explainer
 from xaijax._model import as_model
 from xaijax.attribution import _common as c
@@ -33,77 +33,46 @@ def _guided_bwd(x, g):
 
 guided_relu.defvjp(_guided_fwd, _guided_bwd)
 
-_SUBJAXPR_PARAMS = {
-    "pjit": "jaxpr",
-    "jit": "jaxpr",
-    "closed_call": "call_jaxpr",
-    "core_call": "call_jaxpr",
-    "custom_jvp_call": "call_jaxpr",
-    "custom_vjp_call": "call_jaxpr",
-    "custom_vjp_call_jaxpr": "fun_jaxpr",
-    "remat": "jaxpr",
-    "checkpoint": "jaxpr",
-}
 
-
-def _is_zero_literal(var) -> bool:
-    if not isinstance(var, jcore.Literal):
+def _is_zero_literal(ref) -> bool:
+    if not isinstance(ref, _jaxpr.Literal):
         return False
     try:
-        return bool(np.all(np.asarray(var.val) == 0))
+        return bool(np.all(np.asarray(ref.value) == 0))
     except Exception:  # noqa: BLE001
         return False
 
 
-def _is_relu(eqn) -> bool:
-    return eqn.primitive.name == "max" and any(_is_zero_literal(a) for a in eqn.invars)
+def _relu_rewrite(relu: Callable[[Array], Array], avals: list) -> _jaxpr.Rewrite:
+    """Evaluates every ReLU step (``max`` with a literal zero operand) as ``relu``; ``avals``
+    are the flat program's abstract values (for the output shape)."""
 
+    def rewrite(step: _jaxpr.Step, invals: list) -> list | None:
+        if step.primitive.name != "max" or not any(_is_zero_literal(i) for i in step.inputs):
+            return None
+        operand = next(
+            val for ref, val in zip(step.inputs, invals, strict=True) if not _is_zero_literal(ref)
+        )
+        return [relu(jnp.broadcast_to(operand, avals[step.outputs[0]].shape))]
 
-def _eval(jaxpr, consts, args, relu: Callable[[Array], Array]):
-    env = {}
-
-    def read(var):
-        return var.val if isinstance(var, jcore.Literal) else env[var]
-
-    for var, val in zip(jaxpr.constvars, consts, strict=True):
-        env[var] = val
-    for var, val in zip(jaxpr.invars, args, strict=True):
-        env[var] = val
-    for eqn in jaxpr.eqns:
-        invals = [read(a) for a in eqn.invars]
-        name = eqn.primitive.name
-        if _is_relu(eqn):
-            operand = next(
-                val
-                for var, val in zip(eqn.invars, invals, strict=True)
-                if not _is_zero_literal(var)
-            )
-            outvals = [relu(jnp.broadcast_to(operand, eqn.outvars[0].aval.shape))]
-        elif name in _SUBJAXPR_PARAMS and _SUBJAXPR_PARAMS[name] in eqn.params:
-            sub = eqn.params[_SUBJAXPR_PARAMS[name]]
-            inner, inner_consts = (sub.jaxpr, sub.consts) if hasattr(sub, "jaxpr") else (sub, ())
-            outvals = _eval(inner, inner_consts, invals, relu)
-        else:
-            bind_params = eqn.primitive.get_bind_params(eqn.params)
-            with eqn.ctx.manager:
-                out = eqn.primitive.bind(*invals, **bind_params)
-            outvals = out if eqn.primitive.multiple_results else [out]
-        for var, val in zip(eqn.outvars, outvals, strict=True):
-            env[var] = val
-    return [read(var) for var in jaxpr.outvars]
+    return rewrite
 
 
 def replace_relu(fn: Callable, relu: Callable[[Array], Array] = guided_relu) -> Callable:
     """Returns ``fn`` with every ReLU (``max(x, 0)``, e.g. ``jax.nn.relu``) replaced by ``relu``.
 
-    Works on the traced jaxpr, recursing into nested jit and custom-derivative calls, so the
-    model's code is not touched. ReLUs inside control flow (scan, while, cond) are left as is.
+    Works on the traced jaxpr with every call inlined (nested ``jit``, custom-derivative and
+    ``jax.checkpoint`` calls: :mod:`xaijax._jaxpr`), so the model's code is not touched. ReLUs
+    inside control flow (scan, while, cond) are left as is.
     """
 
     def wrapped(*args):
         closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-        flat = jax.tree_util.tree_leaves(args)
-        out = _eval(closed.jaxpr, closed.consts, flat, relu)
+        program = _jaxpr.flatten(closed)
+        values = _jaxpr.evaluate(
+            program, jax.tree_util.tree_leaves(args), _relu_rewrite(relu, program.avals)
+        )
+        out = [_jaxpr.read(values, ref) for ref in program.out_ids]
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), out)
 
     return wrapped

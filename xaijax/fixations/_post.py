@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax import _validation, errors
+from xaijax import _filters, _validation, errors
 from xaijax.typing import Array, ArrayLike
 
 BOX_RULES = ("points", "heatmap")
@@ -126,26 +126,6 @@ def remove_outliers(
     return _remove_outliers(m, r, f)
 
 
-def _gaussian_matrix(n: int, k: int, sigma: float) -> np.ndarray:
-    """``[n, n]`` matrix of a 1-D Gaussian blur of size ``k`` with reflect-101 borders (OpenCV's
-    default ``BORDER_REFLECT_101``): ``out = M @ in``."""
-    r = (k - 1) // 2
-    taps = np.exp(-((np.arange(k) - r) ** 2) / (2.0 * sigma**2))
-    taps /= taps.sum()
-    m = np.zeros((n, n), np.float64)
-    for y in range(n):
-        for j in range(k):
-            q = y + j - r
-            if n > 1:
-                period = 2 * (n - 1)
-                q = q % period
-                q = period - q if q >= n else q
-            else:
-                q = 0
-            m[y, q] += taps[j]
-    return m.astype(np.float32)
-
-
 def default_kernel_size(spatial: tuple[int, ...]) -> int:
     """The authors' blur size: the smallest side, forced odd."""
     k = min(spatial)
@@ -163,13 +143,8 @@ def _heatmap(
     spatial = h.shape[1:]
     k = default_kernel_size(spatial)
     s = k / 10.45 if sigma is None else sigma
-    for ax, n in enumerate(spatial):
-        mat = jnp.asarray(_gaussian_matrix(n, k, s))
-        h = jnp.moveaxis(
-            jnp.tensordot(h, mat, axes=([ax + 1], [1]), precision=jax.lax.Precision.HIGHEST),
-            -1,
-            ax + 1,
-        )
+    # A Gaussian of size k with reflect-101 borders (OpenCV's default BORDER_REFLECT_101).
+    h = _filters.gaussian_blur(h[..., None], s, size=k, border="reflect101")[..., 0]
     peak = jnp.max(h, axis=tuple(range(1, h.ndim)), keepdims=True)
     return jnp.where(peak > 0, h / jnp.where(peak > 0, peak, 1.0), 0.0)
 

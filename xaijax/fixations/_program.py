@@ -3,7 +3,8 @@
 ``jax.make_jaxpr`` of a Flax model nests its equations inside ``jit``, ``custom_jvp_call``
 (``jax.nn.relu``), ``custom_vjp_call``, ``closed_call`` and ``remat`` sub-jaxprs. The walker
 needs the value of every intermediate and a single backward order, so :func:`build_program`
-inlines all of them into one list of :class:`Step` over integer variable ids, and computes the
+inlines all of them into one list of :class:`Step` over integer variable ids (the project's one
+jaxpr interpreter, :mod:`xaijax._jaxpr`, which guided backpropagation uses too), and computes the
 static facts the rules use (which values depend on the explained input, which are broadcast
 statistics, which are flattened feature volumes).
 """
@@ -16,24 +17,10 @@ from typing import Any
 import numpy as np
 from jax.extend import core as jex_core
 
-# Primitives whose sub-jaxpr is evaluated as if it were written inline. Their outputs are the
-# sub-jaxpr's outputs, so inlining changes nothing in the forward values.
-_CALL_PRIMITIVES = frozenset(
-    {
-        "jit",
-        "pjit",
-        "closed_call",
-        "core_call",
-        "named_call",
-        "custom_jvp_call",
-        "custom_vjp_call",
-        "custom_vjp_call_jaxpr",
-        "remat",
-        "remat2",
-        "checkpoint",
-    }
-)
-_JAXPR_PARAMS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
+from xaijax import _jaxpr
+from xaijax._jaxpr import Literal, Step, read
+
+__all__ = ["Literal", "Program", "Step", "build_program", "evaluate", "read"]
 
 # Elementwise primitives through which the "statistic" and "flattened" facts propagate.
 _SHAPE_KEEPING = frozenset(
@@ -60,37 +47,13 @@ _SHAPE_KEEPING = frozenset(
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class Literal:
-    """A constant operand written into the jaxpr (``0.0`` in ``max x 0.0``)."""
-
-    value: Any
-
-
-@dataclasses.dataclass(frozen=True)
-class Step:
-    """One primitive application: ``outputs = primitive.bind(*inputs, **params)``.
-
-    ``inputs`` holds variable ids (``int``) or :class:`Literal` constants; ``outputs`` holds
-    variable ids (outputs the jaxpr drops get an id that nothing reads).
-    """
-
-    primitive: jex_core.Primitive
-    params: dict[str, Any]
-    inputs: tuple[int | Literal, ...]
-    outputs: tuple[int, ...]
-
-
 @dataclasses.dataclass
-class Program:
-    """A flat program with static per-variable facts.
+class Program(_jaxpr.Flat):
+    """A flat program (:class:`xaijax._jaxpr.Flat`: ``steps``, ``avals``, ``arg_ids`` (parameter
+    leaves, then ``x``), ``const_ids``, ``const_values``, ``out_ids``) with static per-variable
+    facts.
 
     Attributes:
-      steps: equations in forward order.
-      avals: abstract value (shape, dtype) of every variable id.
-      arg_ids: ids of the traced function's flat arguments (parameter leaves, then ``x``).
-      const_ids / const_values: ids and values of constants captured by the jaxpr.
-      out_ids: ids (or literals) of the outputs.
       dependent: per id, whether the value depends on the explained input ``x``.
       statistic: per id, whether the value is a broadcast statistic of the input (a mean or
         variance spread back over the features, as in layer norm): such operands are not
@@ -104,71 +67,10 @@ class Program:
         its ``add`` do (the identity or projection shortcut is the other branch).
     """
 
-    steps: list[Step]
-    avals: list[Any]
-    arg_ids: list[int]
-    const_ids: list[int]
-    const_values: list[Any]
-    out_ids: list[int | Literal]
-    dependent: list[bool]
-    statistic: list[bool]
-    flattened: list[bool]
+    dependent: list[bool] = dataclasses.field(default_factory=list)
+    statistic: list[bool] = dataclasses.field(default_factory=list)
+    flattened: list[bool] = dataclasses.field(default_factory=list)
     residual_branch: list[bool] = dataclasses.field(default_factory=list)
-
-
-def _sub_jaxpr(step_params: dict[str, Any]):
-    for name in _JAXPR_PARAMS:
-        sub = step_params.get(name)
-        if isinstance(sub, jex_core.ClosedJaxpr):
-            return sub.jaxpr, list(sub.consts)
-        if isinstance(sub, jex_core.Jaxpr):
-            return sub, []
-    return None
-
-
-class _Builder:
-    def __init__(self):
-        self.steps: list[Step] = []
-        self.avals: list[Any] = []
-        self.const_ids: list[int] = []
-        self.const_values: list[Any] = []
-
-    def new_var(self, aval) -> int:
-        self.avals.append(aval)
-        return len(self.avals) - 1
-
-    def inline(self, jaxpr: jex_core.Jaxpr, consts: list[Any], in_ids: list[int | Literal]):
-        env: dict[Any, int | Literal] = {}
-
-        def read(v):
-            if isinstance(v, jex_core.Literal):
-                return Literal(v.val)
-            return env[v]
-
-        for v, c in zip(jaxpr.constvars, consts, strict=True):
-            i = self.new_var(v.aval)
-            self.const_ids.append(i)
-            self.const_values.append(c)
-            env[v] = i
-        for v, i in zip(jaxpr.invars, in_ids, strict=True):
-            env[v] = i
-        for eqn in jaxpr.eqns:
-            ins = [read(v) for v in eqn.invars]
-            sub = _sub_jaxpr(eqn.params) if eqn.primitive.name in _CALL_PRIMITIVES else None
-            if sub is not None:
-                outs = self.inline(sub[0], sub[1], ins)
-                for v, o in zip(eqn.outvars, outs, strict=True):
-                    if not isinstance(v, jex_core.DropVar):
-                        env[v] = o
-                continue
-            out_ids = []
-            for v in eqn.outvars:
-                i = self.new_var(v.aval)
-                out_ids.append(i)
-                if not isinstance(v, jex_core.DropVar):
-                    env[v] = i
-            self.steps.append(Step(eqn.primitive, dict(eqn.params), tuple(ins), tuple(out_ids)))
-        return [read(v) for v in jaxpr.outvars]
 
 
 def _size(aval) -> int:
@@ -184,9 +86,8 @@ def build_program(closed: jex_core.ClosedJaxpr) -> Program:
 
     The explained input is the jaxpr's last argument.
     """
-    b = _Builder()
-    arg_ids = [b.new_var(v.aval) for v in closed.jaxpr.invars]
-    out_ids = b.inline(closed.jaxpr, list(closed.consts), list(arg_ids))
+    b = _jaxpr.flatten(closed)
+    arg_ids, out_ids = b.arg_ids, b.out_ids
     n = len(b.avals)
     dependent = [False] * n
     statistic = [False] * n
@@ -267,22 +168,6 @@ def _residual_branches(
     return branch
 
 
-def read(values: list[Any], ref: int | Literal) -> Any:
-    """The value of ``ref``: a literal's constant or a stored value."""
-    return ref.value if isinstance(ref, Literal) else values[ref]
-
-
 def evaluate(program: Program, leaves: list[Any], x1: Any) -> list[Any]:
     """Runs the flat program forward, returning every value (``None`` for unused slots)."""
-    values: list[Any] = [None] * len(program.avals)
-    for i, c in zip(program.const_ids, program.const_values, strict=True):
-        values[i] = c
-    for i, a in zip(program.arg_ids, [*leaves, x1], strict=True):
-        values[i] = a
-    for step in program.steps:
-        outs = step.primitive.bind(*[read(values, i) for i in step.inputs], **step.params)
-        if not step.primitive.multiple_results:
-            outs = (outs,)
-        for i, v in zip(step.outputs, outs, strict=True):
-            values[i] = v
-    return values
+    return _jaxpr.evaluate(program, [*leaves, x1])

@@ -71,8 +71,8 @@ def _walk(
         return jnp.zeros(x1.shape, bool)  # the logits do not depend on x: nothing to fixate
     logits = jnp.asarray(values[out_ref])
     t = jnp.argmax(logits.reshape(-1)) if target is None else target
-    # A mask is a boolean array or, after a rule's compact path, _rules.Points (made dense only
-    # where a rule needs it, so consecutive compact rules do not compact it again).
+    # A mask is a boolean array or, after a convolution, pooling or reduction, _rules.Points
+    # (made dense only where a rule needs it, so consecutive such rules do not compact it again).
     masks: dict[int, _rules.Mask] = {
         out_ref: (jnp.arange(logits.shape[-1]) == t).reshape((1,) * (logits.ndim - 1) + (-1,))
     }
@@ -127,7 +127,7 @@ def _walk(
                     f"operand of shape {list(shape)}: masks must have their operand's shape."
                 )
             masks[ref] = _rules.merge(masks[ref], m) if ref in masks else m
-            bounds[ref] = min(_rules._size(shape), bounds.get(ref, 0) + bound)
+            bounds[ref] = min(_rules.numel(shape), bounds.get(ref, 0) + bound)
     if program.arg_ids[-1] not in masks:
         return jnp.zeros(x1.shape, bool)
     return _rules.dense(masks[program.arg_ids[-1]])
@@ -173,8 +173,9 @@ def fixations(
     work on a compact list of at most that many windows instead of every output. The list a
     rule produces is handed on as it is (through activations, bias additions, residual
     junctions and reshapes) to the next such rule, so a chain of convolutions compacts its
-    masks once; measured on the zoo models (batch of 64, 2-core CPU) the walk costs about 1.5 to
-    2.1 forward passes.
+    masks once; measured on the zoo models (random weights, batch of 64, loaded 2-core CPU) the
+    walk costs about 1.2 to 2.8 forward passes (text1d, whose forward pass takes 1.5 ms, about
+    3), against 10 to 28 with boolean masks in these rules.
 
     Args:
       model: an :class:`~xaijax.Model`, a Linen module or a bare ``apply_fn(params, x) ->

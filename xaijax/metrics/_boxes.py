@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax import _validation, errors
+from xaijax import _components, _validation, errors
 from xaijax import _validation as _checks
 from xaijax.typing import Array, ArrayLike
 
@@ -161,8 +161,9 @@ def box_from_map(
 
     Connected components are computed in-graph (jittable, vmapped over the batch) by min-label
     propagation with pointer jumping under ``lax.while_loop``: each foreground pixel starts with
-    its own flat index, repeatedly takes the minimum over its neighbours and then the label of
-    its label, until nothing changes; the final label of a component is its smallest flat index.
+    its own flat index, repeatedly takes the minimum over the runs of foreground along each axis
+    (and over its diagonal neighbours for 8-connectivity) and then the label of its label, until
+    nothing changes; the final label of a component is its smallest flat index.
 
     Args:
       saliency: ``[B, H, W]`` floating maps.
@@ -213,51 +214,25 @@ def _box_from_map(s: Array, threshold: float, relative: bool, connectivity: int)
     return _tight_boxes(comp)
 
 
+_CONNECTIVITY = {4: "face", 8: "full"}
+
+
 @functools.partial(jax.jit, static_argnames=("connectivity",))
 def connected_components(fg: Array, connectivity: int = 4) -> Array:
     """Labels the connected components of one boolean image ``[H, W]`` (jittable).
 
     Returns ``[H, W]`` int32 labels: each foreground pixel gets the smallest row-major flat index
-    of its component; background pixels get ``H * W``.
+    of its component; background pixels get ``H * W``. (The project's one n-D implementation,
+    ``xaijax._components``, which SLIC uses too.)
     """
     if connectivity not in (4, 8):
         raise errors.InvalidArgumentError(f"`connectivity` must be 4 or 8, got {connectivity!r}.")
-    h, w = fg.shape
-    n = h * w
-    big = jnp.int32(n)
-    fg_flat = fg.reshape(n)
-    labels = jnp.where(fg, jnp.arange(n, dtype=jnp.int32).reshape(h, w), big)
-    if connectivity == 4:
-        shifts = ((-1, 0), (1, 0), (0, -1), (0, 1))
-    else:
-        shifts = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
-
-    def step(lab):
-        p = jnp.pad(lab, 1, constant_values=n)
-        m = lab
-        for dy, dx in shifts:
-            m = jnp.minimum(m, p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w])
-        m = jnp.where(fg, m, big).reshape(n)
-        jumped = m[jnp.minimum(m, n - 1)]  # the label of the label: same component, <= m
-        m = jnp.where(fg_flat, jnp.minimum(m, jumped), big)
-        return m.reshape(h, w)
-
-    def body(state):
-        lab, _ = state
-        new = step(lab)
-        return new, jnp.any(new != lab)
-
-    labels, _ = jax.lax.while_loop(lambda st: st[1], body, (labels, jnp.array(True)))
-    return labels
+    return _components.label_foreground(fg, _CONNECTIVITY[connectivity])
 
 
 @functools.partial(jax.jit, static_argnames=("connectivity",))
 def largest_component(fg: Array, connectivity: int = 4) -> Array:
     """Boolean mask ``[H, W]`` of the largest connected component of ``fg`` (empty if none)."""
-    h, w = fg.shape
-    n = h * w
-    labels = connected_components(fg, connectivity).reshape(n)
-    sizes = jnp.zeros(n + 1, jnp.int32).at[labels].add(1)[:n]
-    # ties: the smallest label, i.e. the component whose first pixel comes first (row-major)
-    best = jnp.where(sizes == sizes.max(), jnp.arange(n, dtype=jnp.int32), n).min()
-    return ((labels == best) & fg.reshape(n)).reshape(h, w)
+    if connectivity not in (4, 8):
+        raise errors.InvalidArgumentError(f"`connectivity` must be 4 or 8, got {connectivity!r}.")
+    return _components.largest_foreground(fg, _CONNECTIVITY[connectivity])

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax import _model, _validation, errors
+from xaijax import _filters, _model, _validation, errors
 from xaijax import _validation as _checks
 from xaijax._model import Model, as_model
 from xaijax.typing import Array, ArrayLike, Params
@@ -52,27 +52,19 @@ class CausalCurve(NamedTuple):
     curve: Array
 
 
+_RISE_TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default, as RISE's gkern uses it
+
+
 def rise_blur_kernel(size: int = 11, sigma: float = 5.0) -> np.ndarray:
     """The ``size x size`` Gaussian blur kernel of the RISE code, as a float32 numpy array.
 
     RISE builds it as ``scipy.ndimage.gaussian_filter`` of a centred unit impulse in a
     ``size x size`` array (``gkern(klen, nsig)``): a sampled Gaussian truncated at 4 sigma and
     *folded back* into the window by the filter's ``"reflect"`` boundary, so it sums to 1 even
-    though sigma = 5 is wide for an 11-pixel window. It is reproduced here in numpy, separably.
+    though sigma = 5 is wide for an 11-pixel window. It is separable: the outer product of
+    ``xaijax._filters.gaussian_kernel1d(sigma, size, truncate=4)`` with itself.
     """
-    radius = int(4.0 * sigma + 0.5)
-    taps = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 * (taps / sigma) ** 2)
-    weights /= weights.sum()
-    # Reflect mode (d c b a | a b c d | d c b a) has period 2 * size; the impulse sits at c.
-    c = size // 2
-    k1 = np.zeros(size)
-    for i in range(size):
-        for t, wt in zip(taps, weights, strict=True):
-            j = (i + t) % (2 * size)
-            j = j if j < size else 2 * size - 1 - j
-            if j == c:
-                k1[i] += wt
+    k1 = _filters.gaussian_kernel1d(sigma, size, truncate=_RISE_TRUNCATE, dtype=np.float64)
     return np.outer(k1, k1).astype(np.float32)
 
 
@@ -84,7 +76,7 @@ def rise_blur(x: ArrayLike, size: int = 11, sigma: float = 5.0) -> Array:
     """
     x = _validation.check_floating(x, "x", rank=4, layout="[B, H, W, C]")
     size, sigma = _check_blur(size, sigma)
-    return _blur(x, jnp.asarray(rise_blur_kernel(size, sigma)))
+    return _blur(x, size, sigma)
 
 
 def _check_blur(size, sigma) -> tuple[int, float]:
@@ -98,19 +90,10 @@ def _check_blur(size, sigma) -> tuple[int, float]:
     return size, float(sigma)
 
 
-@jax.jit
-def _blur(x: Array, kernel: Array) -> Array:
-    c = x.shape[-1]
-    k = jnp.broadcast_to(kernel[:, :, None, None], (*kernel.shape, 1, c)).astype(x.dtype)
-    return jax.lax.conv_general_dilated(
-        x,
-        k,
-        window_strides=(1, 1),
-        padding="SAME",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=c,
-        precision=jax.lax.Precision.HIGHEST,
-    )
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _blur(x: Array, size: int, sigma: float) -> Array:
+    """:func:`rise_blur_kernel` applied separably, zeros outside (a ``"SAME"`` convolution)."""
+    return _filters.gaussian_blur(x, sigma, size=size, truncate=_RISE_TRUNCATE, border="zero")
 
 
 def deletion_auc(
@@ -264,7 +247,7 @@ def insertion_auc(
     m = as_model(model, what="insertion_auc")
     x, s, step, chunk_size = _check_common(x, saliency, step, chunk_size)
     blur_size, blur_sigma = _check_blur(blur_size, blur_sigma)
-    start = _blur(x, jnp.asarray(rise_blur_kernel(blur_size, blur_sigma)))
+    start = _blur(x, blur_size, blur_sigma)
     return _causal_curve(m, params, x, s, target, start, x, step, chunk_size, return_curve)
 
 

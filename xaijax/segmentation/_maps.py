@@ -1,4 +1,6 @@
-"""Segment maps: validation of external maps, relabelling, sizes, connected components.
+"""Segment maps: validation of external maps, relabelling, sizes, merging small components.
+
+(Connected components themselves are labelled by the private :mod:`xaijax._components`.)
 
 A segment map assigns an integer label to every pixel (``[B, H, W]``) or voxel
 (``[B, T, H, W]``) of a batch. Labels are non-negative and smaller than a *static* number of
@@ -298,7 +300,7 @@ def relabel_contiguous(
     return out.reshape(segments.shape)
 
 
-# --- connected components on a regular grid (single example, used by slic) -------------------
+# --- small components merged into a neighbour (single example, used by slic) ----------------
 
 
 def _neighbour_views(a: jax.Array, fill) -> list[jax.Array]:
@@ -312,52 +314,6 @@ def _neighbour_views(a: jax.Array, fill) -> list[jax.Array]:
             start = 0 if lo else 1
             views.append(jax.lax.slice_in_dim(padded, start, start + a.shape[axis], axis=axis))
     return views
-
-
-def _run_min(lab: jax.Array, clusters: jax.Array, axis: int) -> jax.Array:
-    """Minimum of ``lab`` over every run of equal ``clusters`` along ``axis``.
-
-    A forward and a backward ``lax.scan`` along the axis (on CPU this is an order of magnitude
-    faster than an associative scan or ``cummin``, which lower to log-depth or quadratic passes).
-    """
-    lab_t = jnp.moveaxis(lab, axis, 0)
-    cl_t = jnp.moveaxis(clusters, axis, 0)
-
-    def step(carry, xs):
-        prev_lab, prev_cl = carry
-        value, cl = xs
-        value = jnp.where(cl == prev_cl, jnp.minimum(value, prev_lab), value)
-        return (value, cl), value
-
-    init = (jnp.zeros(lab_t.shape[1:], lab.dtype), jnp.full(cl_t.shape[1:], -1, clusters.dtype))
-    _, fwd = jax.lax.scan(step, init, (lab_t, cl_t))
-    _, bwd = jax.lax.scan(step, init, (fwd, cl_t), reverse=True)
-    return jnp.moveaxis(bwd, 0, axis)
-
-
-def _connected_components(clusters: jax.Array) -> jax.Array:
-    """Labels each 4- (2-D) / 6-connected (3-D) component by its smallest flat pixel index.
-
-    Alternating run-minimum sweeps along every axis, in a ``while_loop`` until nothing changes;
-    blob-like components converge in a few sweeps.
-    """
-    n = clusters.size
-    init = jnp.arange(n, dtype=jnp.int32).reshape(clusters.shape)
-
-    def sweep(lab):
-        for axis in range(clusters.ndim):
-            lab = _run_min(lab, clusters, axis)
-        flat = lab.reshape(-1)
-        return flat[flat].reshape(clusters.shape)  # pointer jumping
-
-    def body(state):
-        lab, _ = state
-        return sweep(lab), lab
-
-    lab, _ = jax.lax.while_loop(
-        lambda state: jnp.any(state[0] != state[1]), body, (sweep(init), init)
-    )
-    return lab
 
 
 def _absorb_small(components: jax.Array, min_size: int) -> jax.Array:

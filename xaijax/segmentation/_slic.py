@@ -11,9 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from xaijax import _devices, errors
+from xaijax._components import label_components
 from xaijax._validation import check_floating, check_positive_int
 from xaijax.segmentation._color import rgb_to_lab
-from xaijax.segmentation._maps import _absorb_small, _connected_components, _relabel_single
+from xaijax.segmentation._maps import _absorb_small, _relabel_single
 
 
 def _regular_grid(shape: tuple[int, ...], n_points: int) -> tuple[list[int], list[int]]:
@@ -381,7 +382,7 @@ def slic(
             labels = _kmeans(img / compactness, geo, spacing, num_iters)
             if not enforce_connectivity:
                 return _relabel_single(labels.reshape(-1), geo.num_centres).reshape(spatial)
-            comps = _connected_components(labels)
+            comps = label_components(labels, "face")
             merged = _absorb_small(comps, min_size).reshape(-1)
             return _relabel_single(merged, num_pixels).reshape(spatial)
 
