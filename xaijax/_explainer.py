@@ -28,7 +28,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from xaijax import _model, errors
 from xaijax import _validation as v
@@ -121,13 +120,7 @@ class Explainer:
 def check_batch(x: Any, *, integer: bool = False, min_rank: int = 2) -> Array:
     """Static checks of a batch ``x``: an array, at least ``min_rank``, floating (or integer
     token ids when ``integer``). Returns a jax array."""
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        try:
-            x = np.asarray(x)
-        except Exception as e:  # noqa: BLE001
-            raise errors.InputDTypeError(
-                f"`x` must be an array, got {type(x).__name__}: pass a jax or numpy array."
-            ) from e
+    x = v.as_array(x, "x")
     if x.ndim < min_rank:
         raise errors.InputShapeError(
             f"`x` must be a batch of rank >= {min_rank} ([B, ...]), got shape {list(x.shape)}. "

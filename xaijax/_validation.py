@@ -41,13 +41,7 @@ def check_floating(
       min_rank: smallest rank allowed, or ``None``.
       layout: a human description of the expected layout, e.g. ``"[B, H, W, C]"``.
     """
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        try:
-            x = np.asarray(x)
-        except Exception as e:  # noqa: BLE001
-            raise errors.InputDTypeError(
-                f"`{name}` must be an array, got {type(x).__name__}: pass a jax or numpy array."
-            ) from e
+    x = as_array(x, name)
     hint = f" laid out as {layout}" if layout else ""
     if rank is not None and x.ndim != rank:
         raise errors.InputShapeError(
