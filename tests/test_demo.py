@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from xaijax import errors
 from xaijax.cli import _methods, demo
@@ -28,6 +31,45 @@ def test_small_demo_writes_a_complete_report(tmp_path, capsys):
         assert row["ms / image"] > 0
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(_methods.image_methods.__doc__) > 0
+    # The HTML page fits a laptop screen and shows code as code, not as backticks.
+    page = (out / "report.html").read_text()
+    assert "`" not in page and "max-width:100%" in page
+    for name in names:
+        assert f"<code>{name}</code>" in page
+    width, height = Image.open(out / "figure.png").size
+    assert 600 < width <= 1400 and height < width
+
+
+def test_demo_figure_is_a_titled_grid_with_a_colour_bar(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(6, 16, 16, 3)).astype(np.float32)
+    masks = rng.uniform(size=(6, 16, 16)) > 0.5
+    maps = {"gradient": rng.uniform(size=(6, 16, 16)), "occlusion": rng.normal(size=(6, 16, 16))}
+    fig = demo.figure(images, masks, maps, labels=np.arange(6))
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert len(panels) == demo.FIGURE_ROWS * 4  # rows: a few images; 4 columns
+    assert [ax.get_title() for ax in panels[:4]] == [
+        "image",
+        "ground\ntruth",
+        "gradient",
+        "occlusion",
+    ]
+    assert panels[0].get_ylabel() == "class 0"
+    bars = [ax for ax in fig.axes if not ax.get_images()]
+    assert sorted(b.get_ylim() for b in bars) == [(-1.0, 1.0), (0.0, 1.0)]  # signed + one-signed
+    summary = {
+        "model": "m",
+        "steps": 1,
+        "test_accuracy": 0.5,
+        "n_explain": 6,
+        "object_share": 0.5,
+        "backend": "cpu",
+        "rows": [],
+    }
+    demo.write_report(str(tmp_path), summary, images, masks, maps, np.arange(6))
+    page = (tmp_path / "report.html").read_text()
+    assert "<code>m</code>" in page and not re.search(r"`[^`]+`", page)
+    assert "<code>occlusion</code>) the diverging one" in page
 
 
 def test_unwritable_out_fails_before_any_work(tmp_path, monkeypatch):

@@ -106,6 +106,11 @@ class UnsupportedPrimitiveError(XaijaxError, NotImplementedError):
     """A jaxpr primitive has no backtracking rule; register one with ``register_rule``."""
 
 
+class MissingDependencyError(XaijaxError, ImportError):
+    """An optional dependency is not installed (e.g. matplotlib for :mod:`xaijax.viz` figures);
+    the message names the extra to install, e.g. ``pip install 'xaijax[viz]'``."""
+
+
 __all__ = [
     "BatchMismatchError",
     "CheckpointMismatchError",
@@ -115,6 +120,7 @@ __all__ = [
     "InputShapeError",
     "InvalidArgumentError",
     "InvalidKeyError",
+    "MissingDependencyError",
     "MissingKeyError",
     "ModelCallError",
     "ModelOutputError",

@@ -1,4 +1,4 @@
-"""PNG encoding, normalisation and grids against independent references."""
+"""PNG files, normalisation, colours and grids (the NumPy layer) against independent references."""
 
 from __future__ import annotations
 
@@ -151,12 +151,12 @@ def test_png_channels_and_dtypes_round_trip_through_pillow():
 def test_save_png_checks_the_directory_before_encoding(tmp_path, monkeypatch):
     afile = tmp_path / "afile"
     afile.write_text("not a directory")
-    from xaijax.viz import _images
+    from xaijax.viz import _png
 
     def no_encoding(image):
         raise AssertionError("encoded before the path was checked")
 
-    monkeypatch.setattr(_images, "encode_png", no_encoding)
+    monkeypatch.setattr(_png, "encode_png", no_encoding)
     for path in (afile / "x.png", tmp_path / "missing" / "x.png", tmp_path):
         with pytest.raises(errors.OutputPathError, match=re.escape(str(path.parent))) as info:
             viz.save_png(path, np.zeros((2, 2, 3), np.float32))
@@ -164,3 +164,41 @@ def test_save_png_checks_the_directory_before_encoding(tmp_path, monkeypatch):
     monkeypatch.undo()
     viz.save_png(tmp_path / "ok.png", np.zeros((2, 2, 3), np.float32))
     assert (tmp_path / "ok.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_hand_written_png_encoder_is_gone():
+    from xaijax.viz import _png
+
+    source = open(_png.__file__).read()
+    assert "zlib" not in source and "IHDR" not in source  # pillow writes the files now
+
+
+# --- signed maps: a diverging colour map centred at 0 (issue 11) ---------------------------------
+
+
+def test_signed_heatmap_gives_distinct_colours_and_white_zero():
+    m = np.array([[-1.0, -0.5, 0.0, 0.5, 1.0]])
+    rgb = viz.heatmap(m, signed=True, percentile=100)[0]
+    assert len({tuple(c) for c in rgb.round(4)}) == 5  # -1, -0.5 and 0 used to be one colour
+    np.testing.assert_allclose(rgb[2], viz.COLORMAPS["RdBu_r"][5], atol=1e-6)  # the centre
+    assert rgb[0, 2] > rgb[0, 0] and rgb[4, 0] > rgb[4, 2]  # negative blue, positive red
+    # Mirror values are equally far from white.
+    white = viz.COLORMAPS["RdBu_r"][5]
+    assert abs(np.abs(rgb[1] - white).sum() - np.abs(rgb[3] - white).sum()) < 0.15
+
+
+def test_numpy_colormaps_match_matplotlib_where_sampled():
+    matplotlib = pytest.importorskip("matplotlib")
+    for name, anchors in viz.COLORMAPS.items():
+        stops = np.linspace(0, 1, len(anchors))
+        reference = matplotlib.colormaps[name](stops)[:, :3]
+        np.testing.assert_allclose(viz.colorize(stops, name), reference, atol=2 / 255)
+
+
+def test_signed_heatmap_batched_equals_unbatched():
+    rng = np.random.default_rng(3)
+    m = rng.normal(size=(2, 5, 6)) * np.array([1.0, 10.0])[:, None, None]
+    for i in range(2):
+        np.testing.assert_allclose(
+            viz.heatmap(m[i], signed=True), viz.heatmap(m, signed=True)[i], rtol=1e-6
+        )

@@ -20,6 +20,7 @@ import base64
 import html
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "small": small,
         "backend": jax.default_backend(),
     }
-    write_report(args.out, summary, np.asarray(x), np.asarray(mask), maps)
+    write_report(args.out, summary, np.asarray(x), np.asarray(mask), maps, np.asarray(target))
     return summary
 
 
@@ -169,16 +170,63 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: str, summary: dict, images, masks, maps: dict[str, np.ndarray]) -> None:
+#: Rows (held-out images) drawn in the figure; the table scores all explained images.
+FIGURE_ROWS = 4
+
+_CSS = (
+    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1400px;"
+    "margin:1.5em auto;padding:0 1em;color:#222;line-height:1.45}"
+    "p,table{max-width:64em}"
+    "code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em;background:#f2f2f2;"
+    "padding:.05em .3em;border-radius:3px}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:.95em}"
+    "th,td{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left}"
+    "th{background:#f4f4f4;border-bottom:2px solid #bbb}"
+    "td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    "tr:nth-child(even) td{background:#fafafa}"
+    "td.note{color:#555;font-size:.9em}"
+    "figure{margin:1em 0}figure img{max-width:100%;height:auto;display:block}"
+    "figcaption{max-width:64em;color:#444;font-size:.92em;margin-top:.4em}"
+)
+
+
+def _inline(text: str) -> str:
+    """Escapes ``text`` for HTML and renders Markdown code spans (`x`) as ``<code>x</code>``."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
+
+
+def figure(
+    images: np.ndarray,
+    masks: np.ndarray,
+    maps: dict[str, np.ndarray],
+    labels: np.ndarray | None = None,
+):
+    """The demo figure: a row per image, titled columns image | ground truth | one per method,
+    a shared colour bar (every map scaled to [0, 1] by its own 99.5th percentile)."""
+    rows = min(len(images), FIGURE_ROWS)
+    return viz.show_grid(
+        images[:rows],
+        {name: m[:rows] for name, m in maps.items()},
+        references={"ground truth": masks[:rows].astype(np.float32)},
+        row_titles=None if labels is None else [f"class {int(c)}" for c in labels[:rows]],
+        colorbar="shared",
+        panel_size=0.9,
+        title_width=11,
+    )
+
+
+def write_report(
+    out: str,
+    summary: dict,
+    images,
+    masks,
+    maps: dict[str, np.ndarray],
+    labels: np.ndarray | None = None,
+) -> None:
     os.makedirs(out, exist_ok=True)
     names = list(maps)
-    rows = [
-        [images[i], masks[i].astype(np.float32)]
-        + [viz.overlay(images[i : i + 1], maps[n][i : i + 1])[0] for n in names]
-        for i in range(len(images))
-    ]
-    figure = viz.grid(rows, scale=2)
-    viz.save_png(os.path.join(out, "figure.png"), figure)
+    figure_path = os.path.join(out, "figure.png")
+    viz.save_png(figure_path, figure(images, masks, maps, labels), dpi=100)
     table = format_table(summary["rows"])
     head = (
         f"Model `{summary['model']}` ({summary['steps']} training steps, test accuracy "
@@ -187,23 +235,52 @@ def write_report(out: str, summary: dict, images, masks, maps: dict[str, np.ndar
         "so a random map scores about that on pointing game and energy. Deletion AUC: lower is "
         "better. All numbers are on xaijax's synthetic benchmark, not the papers' datasets."
     )
-    columns = "Figure columns: image | ground-truth object mask | " + " | ".join(names)
+    shown = min(len(images), FIGURE_ROWS)
+    signed = [n for n in names if (np.asarray(maps[n][:shown]) < 0).any()]
+    colours = (
+        "one-signed maps use the sequential bar (dark: no evidence, yellow: the strongest)"
+        + (
+            "; signed maps (" + ", ".join(f"`{n}`" for n in signed) + ") the diverging one "
+            "(blue: against the class, white: 0, red: for it)"
+            if signed
+            else ""
+        )
+    )
+    columns = (
+        f"Figure: {shown} of the held-out images (rows, with their class), then the ground-truth "
+        "object mask and one column per method: its map blended over the grey image. Each map is "
+        "scaled by its own 99.5th percentile of |value|, and the colour bars show that scaled "
+        f"value: {colours}. Columns: " + ", ".join(f"`{n}`" for n in names) + "."
+    )
     md = ["# xaijax demo report", "", head, "", table, "", columns, "", "![figure](figure.png)", ""]
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("\n".join(md))
-    png = base64.b64encode(viz.encode_png(figure)).decode()
+    with open(figure_path, "rb") as f:
+        png = base64.b64encode(f.read()).decode()
+    numeric = {
+        "pointing game": ".2f",
+        "energy in mask": ".2f",
+        "deletion AUC": ".3f",
+        "ms / image": ".1f",
+    }
     rows_html = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line.strip("|").split("|")) + "</tr>"
-        for line in table.splitlines()[2:]
+        "<tr>"
+        + f"<td><code>{html.escape(r['method'])}</code></td>"
+        + "".join(f"<td class='num'>{r[c]:{numeric[c]}}</td>" for c in COLUMNS[1:])
+        + f"<td class='note'>{_inline(r.get('note', ''))}</td>"
+        + "</tr>"
+        for r in summary["rows"]
     )
     page = (
-        "<!doctype html><meta charset='utf-8'><title>xaijax demo</title>"
-        "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
-        "td,th{padding:.2em .6em;border-bottom:1px solid #ccc}</style>"
-        f"<h1>xaijax demo report</h1><p>{html.escape(head)}</p><table><tr>"
-        + "".join(f"<th>{c}</th>" for c in COLUMNS)
-        + f"</tr>{rows_html}</table>"
-        f"<p>{html.escape(columns)}</p><img alt='figure' src='data:image/png;base64,{png}'>"
+        "<!doctype html><html lang='en'><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>xaijax demo</title><style>{_CSS}</style>"
+        f"<h1>xaijax demo report</h1><p>{_inline(head)}</p><table><thead><tr>"
+        + "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+        + "<th>settings</th></tr></thead>"
+        f"<tbody>{rows_html}</tbody></table>"
+        f"<figure><img alt='attribution maps of each method, one column per method' "
+        f"src='data:image/png;base64,{png}'><figcaption>{_inline(columns)}</figcaption></figure>"
     )
     with open(os.path.join(out, "report.html"), "w") as f:
         f.write(page)

@@ -1,4 +1,4 @@
-"""Heatmaps, overlays, figure grids and PNG files with NumPy only (no plotting dependency).
+"""Heatmaps, overlays and tile grids as NumPy arrays (no plotting dependency).
 
 One map or a batch of maps
 --------------------------
@@ -19,109 +19,109 @@ other       pass ``batch_axis``            refused
 so one ``[H, W, C]`` channel map needs ``batch_axis=False``. :func:`overlay` reads the layout
 from its images (``[H, W, 3]`` or ``[B, H, W, 3]``), which always carry a channel axis.
 
+Colours
+-------
+Unsigned maps use a viridis-like sequential map (dark = 0, bright = the map's percentile);
+signed maps (``signed=True``) a red-white-blue diverging map (``RdBu_r``-like) whose white centre
+is 0, so -1, -0.5, 0, 0.5 and 1 get five different colours. Both are interpolated from anchors
+sampled from matplotlib's maps of the same name, so these arrays look like :func:`show` figures.
+
 Bad input (wrong rank, non-numeric or empty arrays, images and maps of different sizes, NaN or
-Inf values, an output directory that cannot be written) raises a named error from
-:mod:`xaijax.errors` that says what to change. NaN or Inf in a map is refused rather than drawn
-(it used to come out black, looking like "no evidence"): a non-finite map means the explainer
-failed, and clean it only on purpose, e.g. with ``np.nan_to_num``.
+Inf values) raises a named error from :mod:`xaijax.errors` that says what to change. NaN or Inf in
+a map is refused rather than drawn (it used to come out black, looking like "no evidence"): a
+non-finite map means the explainer failed, and clean it only on purpose, e.g. with
+``np.nan_to_num``.
 """
 
 from __future__ import annotations
 
-import os
-import struct
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
 
 from xaijax import errors
+from xaijax.viz import _checks
+from xaijax.viz._checks import as_image, as_maps, check_not_empty, numeric, rgb, shape_str
 
-# 9 anchor colours of a perceptually ordered dark-to-bright map (viridis-like), interpolated.
-_ANCHORS = (
-    np.array(
+#: Anchor colours (RGB in [0, 1]) of the colour maps the NumPy functions use, sampled evenly
+#: from matplotlib's map of the same name and interpolated linearly in between.
+COLORMAPS: dict[str, np.ndarray] = {
+    "viridis": np.array(
         [
             [68, 1, 84],
-            [71, 44, 122],
-            [59, 81, 139],
-            [44, 113, 142],
-            [33, 144, 141],
-            [39, 173, 129],
-            [92, 200, 99],
-            [170, 220, 50],
+            [71, 45, 123],
+            [59, 82, 139],
+            [44, 114, 142],
+            [33, 145, 140],
+            [40, 174, 128],
+            [94, 201, 98],
+            [173, 220, 48],
             [253, 231, 37],
         ],
         np.float32,
     )
-    / 255.0
-)
+    / 255.0,
+    # Diverging: 0 (blue) .. 0.5 (white, the zero of a signed map) .. 1 (red).
+    "RdBu_r": np.array(
+        [
+            [5, 48, 97],
+            [32, 101, 171],
+            [67, 147, 195],
+            [144, 196, 221],
+            [209, 229, 240],
+            [247, 246, 246],
+            [253, 219, 199],
+            [243, 164, 129],
+            [214, 96, 77],
+            [177, 24, 43],
+            [103, 0, 31],
+        ],
+        np.float32,
+    )
+    / 255.0,
+}
+
+#: How a map's sign is shown (Captum's ``sign``): ``"all"`` keeps the sign (diverging colours,
+#: 0 at the centre), ``"positive"`` / ``"negative"`` show only that part (its magnitude),
+#: ``"absolute"`` shows ``|map|``; ``"auto"`` is ``"all"`` if any value is negative, else
+#: ``"positive"``.
+SIGNS = ("auto", "all", "positive", "negative", "absolute")
 
 
-def _shape_str(shape: Sequence[int]) -> str:
-    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
+def resolve_sign(sign: str, maps: Sequence[np.ndarray]) -> str:
+    """``sign`` with ``"auto"`` resolved over all of ``maps`` together (one decision)."""
+    _checks.check_choice(
+        sign,
+        "sign",
+        SIGNS,
+        "'all' keeps the sign (diverging colours centred at 0), 'positive' / 'negative' show "
+        "one part, 'absolute' shows |map|, 'auto' picks 'all' for maps with negative values.",
+    )
+    if sign != "auto":
+        return sign
+    return "all" if any(float(np.min(m)) < 0 for m in maps) else "positive"
 
 
-def _numeric(a, name: str) -> np.ndarray:
-    """``a`` as a NumPy array of a real numeric dtype (bool counts as 0/1)."""
-    try:
-        arr = np.asarray(a)
-    except (ValueError, TypeError) as e:
-        raise errors.InputShapeError(
-            f"`{name}` could not be read as one array ({e}); pass a rectangular NumPy or JAX "
-            "array, not a ragged list."
-        ) from e
-    if arr.dtype == bool:
-        return arr.astype(np.float32)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise errors.InputDTypeError(
-            f"`{name}` must be a numeric array (integers or floats), got dtype {arr.dtype}. "
-            f"Convert it first, e.g. `np.asarray({name}, np.float32)`."
-        )
-    return arr
+def scale_map(m: np.ndarray, mode: str, percentile: float) -> np.ndarray:
+    """One map scaled for display as a whole: ``[-1, 1]`` for ``"all"``, else ``[0, 1]``.
 
-
-def _check_finite(arr: np.ndarray, name: str) -> None:
-    if np.issubdtype(arr.dtype, np.floating):
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            n_nan = int(np.isnan(arr).sum())
-            raise errors.NonFiniteInputError(
-                f"`{name}` holds {n_nan} NaN and {int(bad.sum()) - n_nan} Inf value(s); they "
-                "would be drawn as black, indistinguishable from zero. A non-finite map means "
-                "the explainer failed: find out why, or clean it on purpose "
-                f"(`np.nan_to_num({name})`)."
-            )
-
-
-def _check_not_empty(arr: np.ndarray, name: str) -> None:
-    if arr.size == 0:
-        raise errors.InputShapeError(
-            f"`{name}` is empty (shape {_shape_str(arr.shape)}): there is nothing to draw. "
-            "Check the slicing that produced it."
-        )
-
-
-def _as_maps(maps, name: str = "maps") -> np.ndarray:
-    """Finite, non-empty float32 maps."""
-    arr = _numeric(maps, name)
-    _check_finite(arr, name)
-    _check_not_empty(arr, name)
-    return arr.astype(np.float32)
-
-
-def _as_image(image, name: str) -> np.ndarray:
-    """An image as float32 in [0, 1]: uint8 is 0..255, bool is 0/1, floats are clipped."""
-    arr = _numeric(image, name)
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if np.issubdtype(arr.dtype, np.integer):
-        raise errors.InputDTypeError(
-            f"`{name}` has integer dtype {arr.dtype}, whose range is ambiguous: pass uint8 "
-            f"(0..255) or floats in [0, 1], e.g. `{name}.astype(np.uint8)` or "
-            f"`{name} / 255.0`."
-        )
-    _check_finite(arr, name)
-    return np.clip(arr.astype(np.float32), 0.0, 1.0)
+    The divisor is the ``percentile`` of ``|m|`` (``"all"``, ``"absolute"``) or of the shown part
+    (``"positive"``: ``max(m, 0)``; ``"negative"``: ``max(-m, 0)``); a map that is all zeros stays
+    zero.
+    """
+    m = np.asarray(m, np.float32)
+    if mode == "all":
+        shown, low = m, -1.0
+        magnitude = np.abs(m)
+    else:
+        shown = {
+            "positive": np.maximum(m, 0),
+            "negative": np.maximum(-m, 0),
+            "absolute": np.abs(m),
+        }[mode]
+        magnitude, low = shown, 0.0
+    s = float(np.percentile(magnitude, percentile))
+    return np.clip(shown / (s if s > 0 else 1.0), low, 1.0).astype(np.float32)
 
 
 def _is_batched(ndim: int, batch_axis: bool | None, name: str) -> bool:
@@ -147,19 +147,6 @@ def _is_batched(ndim: int, batch_axis: bool | None, name: str) -> bool:
             f"(rank >= 2); for one map use `batch_axis=False`."
         )
     return batch_axis
-
-
-def _check_percentile(percentile) -> float:
-    if (
-        isinstance(percentile, bool)
-        or not isinstance(percentile, int | float | np.number)
-        or not 0 < percentile <= 100
-    ):
-        raise errors.InvalidArgumentError(
-            f"`percentile` must be a number in (0, 100], got {percentile!r} (99.5 clips the "
-            "brightest 0.5% of the pixels; 100 scales by the maximum)."
-        )
-    return float(percentile)
 
 
 def normalize(
@@ -202,8 +189,8 @@ def normalize(
       array([[0. , 1. ],
              [0.5, 1. ]], dtype=float32)
     """
-    percentile = _check_percentile(percentile)
-    maps = _as_maps(maps)
+    percentile = _checks.check_percentile(percentile)
+    maps = as_maps(maps)
     batched = _is_batched(maps.ndim, batch_axis, "maps")
     rows = maps.shape[0] if batched else 1
     shape = (rows,) + (1,) * (maps.ndim - 1) if batched else (1,) * maps.ndim
@@ -218,27 +205,56 @@ def normalize(
     return np.clip(pos / per_map(pos), 0.0, 1.0).astype(np.float32)
 
 
-def colorize(values: np.ndarray) -> np.ndarray:
-    """Maps values in [0, 1] ``[...]`` to RGB ``[..., 3]`` with a viridis-like colour map.
+def colorize(values: np.ndarray, cmap: str = "viridis") -> np.ndarray:
+    """Maps values in [0, 1] ``[...]`` to RGB ``[..., 3]`` with a NumPy colour map.
 
     Values outside [0, 1] are clipped; an empty array gives an empty ``[..., 3]`` array.
+
+    Args:
+      values: any shape, real dtype; 0 and 1 are the ends of the colour map.
+      cmap: ``"viridis"`` (sequential, dark to bright) or ``"RdBu_r"`` (diverging blue - white -
+        red; 0.5, the zero of a signed map rescaled by ``(v + 1) / 2``, is white).
 
     Raises:
       InputDTypeError: a non-numeric array.
       NonFiniteInputError: NaN or Inf values.
+      InvalidArgumentError: an unknown ``cmap``.
 
     Examples:
       >>> colorize(np.array([0.0, 1.0])).round(2)
       array([[0.27, 0.  , 0.33],
              [0.99, 0.91, 0.15]], dtype=float32)
+      >>> colorize(np.array([0.5]), "RdBu_r").round(2)  # the centre of the diverging map
+      array([[0.97, 0.96, 0.96]], dtype=float32)
     """
-    arr = _numeric(values, "values")
-    _check_finite(arr, "values")
-    v = np.clip(arr.astype(np.float32), 0.0, 1.0) * (len(_ANCHORS) - 1)
+    _checks.check_choice(cmap, "cmap", tuple(COLORMAPS))
+    anchors = COLORMAPS[cmap]
+    arr = numeric(values, "values")
+    _checks.check_finite(arr, "values")
+    v = np.clip(arr.astype(np.float32), 0.0, 1.0) * (len(anchors) - 1)
     lo = np.floor(v).astype(int)
-    hi = np.minimum(lo + 1, len(_ANCHORS) - 1)
+    hi = np.minimum(lo + 1, len(anchors) - 1)
     frac = (v - lo)[..., None]
-    return (_ANCHORS[lo] * (1 - frac) + _ANCHORS[hi] * frac).astype(np.float32)
+    return (anchors[lo] * (1 - frac) + anchors[hi] * frac).astype(np.float32)
+
+
+#: How a channel map ``[..., C]`` is reduced to one value per pixel.
+CHANNEL_REDUCTIONS = ("sum", "sum_abs", "mean", "max_abs", "l2")
+
+
+def reduce_channels(m: np.ndarray, how: str) -> np.ndarray:
+    """Collapses the last axis of a channel map (NumPy): ``sum`` (Captum's choice, signed),
+    ``sum_abs``, ``mean``, ``max_abs`` or ``l2``."""
+    _checks.check_choice(how, "channel_reduce", CHANNEL_REDUCTIONS)
+    if how == "sum":
+        return m.sum(axis=-1)
+    if how == "sum_abs":
+        return np.abs(m).sum(axis=-1)
+    if how == "mean":
+        return m.mean(axis=-1)
+    if how == "max_abs":
+        return np.abs(m).max(axis=-1)
+    return np.sqrt((m * m).sum(axis=-1))
 
 
 def heatmap(
@@ -247,18 +263,23 @@ def heatmap(
     percentile: float = 99.5,
     signed: bool = False,
     batch_axis: bool | None = None,
+    channel_reduce: str | None = None,
 ) -> np.ndarray:
     """Saliency maps to RGB heatmaps, each map scaled on its own.
-
-    Channel maps (``[..., H, W, C]``) are first reduced by the sum of ``|.|`` over channels.
 
     Args:
       maps: one map ``[H, W]`` (``[H, W, C]`` with ``batch_axis=False``) or a batch ``[B, H, W]``
         (``[B, H, W, C]``).
       percentile: the percentile of each map shown brightest, as in :func:`normalize`.
-      signed: as in :func:`normalize` (negative values then show as 0, the darkest colour).
+      signed: keep the sign: a diverging map (``"RdBu_r"``-like) with 0 white, -1 dark blue and
+        1 dark red; otherwise negative values show as 0, the darkest colour of the sequential
+        (viridis-like) map.
       batch_axis: whether axis 0 indexes maps; ``None`` reads rank 2 as one map and ranks 3 and
         4 as batches.
+      channel_reduce: how channel maps ``[..., H, W, C]`` become ``[..., H, W]`` first:
+        ``"sum_abs"`` (sum of ``|a|`` over channels), ``"sum"`` (signed sum, Captum's choice),
+        ``"mean"``, ``"max_abs"`` or ``"l2"``; ``None``: ``"sum"`` when ``signed``, else
+        ``"sum_abs"``.
 
     Returns:
       ``float32`` RGB ``[H, W, 3]`` or ``[B, H, W, 3]``.
@@ -270,22 +291,30 @@ def heatmap(
     Examples:
       >>> heatmap(np.arange(6.0).reshape(2, 3)).shape
       (2, 3, 3)
+      >>> rgb = heatmap(np.array([[-1.0, -0.5, 0.0, 0.5, 1.0]]), signed=True, percentile=100)
+      >>> len({tuple(c) for c in rgb[0].round(3)})  # five values, five colours
+      5
     """
-    arr = _as_maps(maps)
+    arr = as_maps(maps)
     batched = _is_batched(arr.ndim, batch_axis, "maps")
     spatial_rank = arr.ndim - int(batched)
     if spatial_rank not in (2, 3):
         raise errors.InputShapeError(
-            f"`maps` of shape {_shape_str(arr.shape)} with batch_axis={batched} is not a map "
+            f"`maps` of shape {shape_str(arr.shape)} with batch_axis={batched} is not a map "
             "[H, W] / [H, W, C] or a batch [B, H, W] / [B, H, W, C]. Add a batch axis "
             "(`maps[None]`) or reshape it to one of these layouts."
         )
     if spatial_rank == 3:
-        arr = np.abs(arr).sum(axis=-1)
-    return colorize(normalize(arr, percentile=percentile, signed=signed, batch_axis=batched))
+        arr = reduce_channels(arr, channel_reduce or ("sum" if signed else "sum_abs"))
+    n = normalize(arr, percentile=percentile, signed=signed, batch_axis=batched)
+    if signed:
+        return colorize((n + 1.0) / 2.0, "RdBu_r")
+    return colorize(n)
 
 
-def overlay(images: np.ndarray, maps: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+def overlay(
+    images: np.ndarray, maps: np.ndarray, alpha: float = 0.55, *, signed: bool = False
+) -> np.ndarray:
     """Blends the heatmaps of ``maps`` over grey versions of ``images``.
 
     Args:
@@ -293,6 +322,7 @@ def overlay(images: np.ndarray, maps: np.ndarray, alpha: float = 0.55) -> np.nda
         [0, 1] or uint8.
       maps: the matching maps, ``images.shape[:-1]`` (channel maps: plus a trailing axis).
       alpha: weight of the heatmap, in [0, 1].
+      signed: colour the maps with the diverging map of :func:`heatmap` (0 is white).
 
     Returns:
       ``float32`` RGB ``[H, W, 3]`` or ``[B, H, W, 3]``.
@@ -309,29 +339,32 @@ def overlay(images: np.ndarray, maps: np.ndarray, alpha: float = 0.55) -> np.nda
     """
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
         raise errors.InvalidArgumentError(f"`alpha` must be a number in [0, 1], got {alpha!r}.")
-    img = _as_image(images, "images")
-    _check_not_empty(img, "images")
+    img = as_image(images, "images")
+    check_not_empty(img, "images")
     if img.ndim not in (3, 4) or img.shape[-1] not in (1, 3):
         raise errors.InputShapeError(
             f"`images` must be one image [H, W, C] or a batch [B, H, W, C] with C = 1 or 3, "
-            f"got shape {_shape_str(img.shape)}. Add the channel axis of a grey image with "
+            f"got shape {shape_str(img.shape)}. Add the channel axis of a grey image with "
             "`images[..., None]`."
         )
-    arr = _as_maps(maps)
+    arr = as_maps(maps)
     spatial = img.shape[:-1]
     if arr.shape[: len(spatial)] != spatial or arr.ndim - len(spatial) not in (0, 1):
         raise errors.InputShapeError(
-            f"`maps` of shape {_shape_str(arr.shape)} does not match `images` of shape "
-            f"{_shape_str(img.shape)}: give one value per pixel, shape {_shape_str(spatial)} "
-            f"(or {_shape_str(spatial)[:-1]}, C] for channel maps); resize the maps to the "
+            f"`maps` of shape {shape_str(arr.shape)} does not match `images` of shape "
+            f"{shape_str(img.shape)}: give one value per pixel, shape {shape_str(spatial)} "
+            f"(or {shape_str(spatial)[:-1]}, C] for channel maps); resize the maps to the "
             "images first."
         )
     grey = img.mean(axis=-1, keepdims=True).repeat(3, axis=-1)
-    return (1 - alpha) * grey + alpha * heatmap(arr, batch_axis=img.ndim == 4)
+    return (1 - alpha) * grey + alpha * heatmap(arr, batch_axis=img.ndim == 4, signed=signed)
 
 
 def grid(rows: Sequence[Sequence[np.ndarray]], *, pad: int = 2, scale: int = 1) -> np.ndarray:
     """Tiles equally sized RGB (or grey) tiles ``[H, W(, C)]`` into one image, row by row.
+
+    For a figure with titles and colour bars use :func:`show_grid`; this is the plain-array
+    version (no matplotlib).
 
     Args:
       rows: rows of tiles (a row is a list of tiles or an array ``[N, H, W, C]``); a tile is
@@ -371,7 +404,7 @@ def grid(rows: Sequence[Sequence[np.ndarray]], *, pad: int = 2, scale: int = 1) 
             "`rows` must be a list of rows, each a list of tiles (or an array of tiles "
             "[N, H, W, C]), e.g. `[[a, b], [c, d]]`; for one row of tiles write `[[a, b]]`."
         )
-    tiles = [[_rgb(t, f"tile ({i}, {j})") for j, t in enumerate(row)] for i, row in enumerate(rows)]
+    tiles = [[rgb(t, f"tile ({i}, {j})") for j, t in enumerate(row)] for i, row in enumerate(rows)]
     first = next((t for row in tiles for t in row), None)
     if first is None:
         raise errors.InputShapeError(
@@ -392,135 +425,3 @@ def grid(rows: Sequence[Sequence[np.ndarray]], *, pad: int = 2, scale: int = 1) 
     if scale > 1:
         out = out.repeat(scale, axis=0).repeat(scale, axis=1)
     return out
-
-
-def _check_image_layout(img: np.ndarray, name: str) -> None:
-    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[-1] not in (1, 3, 4)):
-        raise errors.InputShapeError(
-            f"`{name}` must be an image [H, W] (grey) or [H, W, C] with C = 1, 3 or 4 "
-            f"channels, e.g. RGB [H, W, 3]; got shape {_shape_str(img.shape)}. For a batch, "
-            "draw one image at a time or tile them with `grid`."
-        )
-    _check_not_empty(img, name)
-
-
-def _rgb(tile, name: str) -> np.ndarray:
-    img = _as_image(tile, name)
-    _check_image_layout(img, name)
-    if img.ndim == 2:
-        img = img[..., None]
-    if img.shape[-1] == 1:
-        img = img.repeat(3, axis=-1)
-    return img[..., :3]
-
-
-def _to_uint8(image) -> np.ndarray:
-    """A checked ``[H, W, 3 or 4]`` uint8 image."""
-    arr = _numeric(image, "image")
-    img = arr if arr.dtype == np.uint8 else _as_image(arr, "image")
-    _check_image_layout(img, "image")
-    if img.dtype != np.uint8:
-        img = (img * 255.0 + 0.5).astype(np.uint8)
-    if img.ndim == 2:
-        img = img[..., None]
-    if img.shape[-1] == 1:
-        img = img.repeat(3, axis=-1)
-    return np.ascontiguousarray(img)
-
-
-def _encode(img: np.ndarray) -> bytes:
-    h, w, c = img.shape
-    raw = b"".join(b"\x00" + img[y].tobytes() for y in range(h))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        body = tag + data
-        return (
-            struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
-        )
-
-    colour_type = 6 if c == 4 else 2  # RGBA or RGB, 8 bits per sample
-    header = struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw, 6))
-        + chunk(b"IEND", b"")
-    )
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """Encodes an image as PNG bytes.
-
-    Args:
-      image: ``[H, W]`` (grey), ``[H, W, 1]``, ``[H, W, 3]`` (RGB) or ``[H, W, 4]`` (RGBA);
-        floats in [0, 1] (clipped), uint8 (0..255) or bool.
-
-    Returns:
-      The PNG file's bytes (RGB, or RGBA for 4 channels).
-
-    Raises:
-      InputShapeError: another layout, or an empty image.
-      InputDTypeError: a non-numeric array, or integers other than uint8 (ambiguous range).
-      NonFiniteInputError: NaN or Inf values (they used to be written as black).
-
-    Examples:
-      >>> encode_png(np.zeros((2, 3, 3)))[:8]
-      b'\\x89PNG\\r\\n\\x1a\\n'
-    """
-    return _encode(_to_uint8(image))
-
-
-def _check_output_path(path) -> str:
-    try:
-        path = os.fspath(path)
-    except TypeError as e:
-        raise errors.InvalidArgumentError(
-            f"`path` must be a string or os.PathLike, got {type(path).__name__}."
-        ) from e
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise errors.OutputPathError(
-            f"Cannot write the PNG to {path!r}: it is a directory. Give a file name inside it, "
-            f"e.g. {os.path.join(path, 'figure.png')!r}."
-        )
-    if not os.path.isdir(directory):
-        raise errors.OutputPathError(
-            f"Cannot write the PNG to {path!r}: its directory {directory!r} does not exist or "
-            "is not a directory. Create it first (`os.makedirs(directory, exist_ok=True)`) or "
-            "choose another path."
-        )
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise errors.OutputPathError(
-            f"Cannot write the PNG to {path!r}: the directory {directory!r} is not writable. "
-            "Choose a writable directory."
-        )
-    return path
-
-
-def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Writes an image to ``path`` as PNG (layouts and dtypes as :func:`encode_png`).
-
-    The image and the path are checked before anything is encoded or written.
-
-    Raises:
-      OutputPathError: the directory of ``path`` is missing, is a file, or is not writable, or
-        ``path`` is a directory (also an ``OSError``).
-      InputShapeError, InputDTypeError, NonFiniteInputError: as :func:`encode_png`.
-
-    Examples:
-      >>> import os, tempfile
-      >>> path = os.path.join(tempfile.mkdtemp(), "map.png")
-      >>> save_png(path, np.zeros((2, 3, 3)))
-      >>> os.path.getsize(path) > 0
-      True
-    """
-    img = _to_uint8(image)
-    path = _check_output_path(path)
-    data = encode_png(img)
-    try:
-        with open(path, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        raise errors.OutputPathError(f"Cannot write the PNG to {path!r}: {e}.") from e
