@@ -12,6 +12,7 @@ from xaijax._devices import shard_batch, use_cpu_devices
 from xaijax._explainer import RESULTS, Explainer, checked, explainer
 from xaijax._model import Model, from_linen, from_nnx, model
 from xaijax.attribution import (
+    at_layer,
     cam,
     convergence_delta,
     grad_cam,
@@ -57,6 +58,7 @@ __all__ = [
     "RESULTS",
     "Explainer",
     "Model",
+    "at_layer",
     "cam",
     "checked",
     "convergence_delta",

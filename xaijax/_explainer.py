@@ -40,6 +40,8 @@ RESULTS = {
     "spatial_map": "an array [B, *spatial] (no channel axis: [B, H, W] images, [B, T, H, W] "
     "video, [B, L] tokens)",
     "segment_scores": "an array [B, S] (one score per segment)",
+    "layer_map": "an array [B, *layer output] (per element of a layer's output, e.g. [B, L, D] "
+    "token embeddings)",
     "surrogate": "a NamedTuple of arrays (coefficients [B, S], intercept, score, ...)",
 }
 
@@ -121,21 +123,28 @@ def check_batch(x: Any, *, integer: bool = False, min_rank: int = 2) -> Array:
     """Static checks of a batch ``x``: an array, at least ``min_rank``, floating (or integer
     token ids when ``integer``). Returns a jax array."""
     x = v.as_array(x, "x")
+    if not integer and jnp.issubdtype(x.dtype, jnp.integer) and x.ndim == 2:  # token ids?
+        raise errors.InputDTypeError(
+            f"`x` must be a floating-point array, got {x.dtype}. Integer [B, L] = "
+            f"{list(x.shape)} looks like token ids, which this method cannot perturb or "
+            "differentiate: explain a token model at its embedding layer with "
+            "`xaijax.at_layer(xaijax.integrated_gradients, model, 'embed')` (also gradient, "
+            "gradient_x_input, smooth(...) and occlusion; one score per token [B, L]), or over "
+            "the tokens with `xaijax.surrogates.lime(model, num_segments=L, fill=PAD_ID)` or "
+            "`kernel_shap`. Numeric features: `x.astype(jnp.float32)`."
+        )
     if x.ndim < min_rank:
         raise errors.InputShapeError(
             f"`x` must be a batch of rank >= {min_rank} ([B, ...]), got shape {list(x.shape)}. "
             "The first axis is the batch: for a single example use `x[None]`."
         )
-    if integer and jnp.issubdtype(x.dtype, jnp.integer):
-        return jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
+    if not jnp.issubdtype(x.dtype, jnp.floating) and not (
+        integer and jnp.issubdtype(x.dtype, jnp.integer)
+    ):
         if jnp.issubdtype(x.dtype, jnp.integer):
             advice = (
-                "For uint8 images use `x.astype(jnp.float32) / 255.0`; this method does not "
-                "take integer token ids (for text, explain the embeddings: see the README's "
-                "text example)."
-                if not integer
-                else ""
+                "For uint8 images or videos use `x.astype(jnp.float32) / 255.0`; other "
+                "integers: `x.astype(jnp.float32)`."
             )
         else:
             advice = "Cast it with `x.astype(jnp.float32)`."

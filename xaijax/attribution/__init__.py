@@ -10,10 +10,12 @@ from xaijax.attribution._common import input_gradient
 from xaijax.attribution._gradient import gradient, gradient_x_input
 from xaijax.attribution._guided import guided_backprop, guided_relu, replace_relu
 from xaijax.attribution._integrated import convergence_delta, integrated_gradients, quadrature
+from xaijax.attribution._layer import at_layer
 from xaijax.attribution._perturb import occlusion, rise
 from xaijax.attribution._smooth import smooth
 
 __all__ = [
+    "at_layer",
     "cam",
     "convergence_delta",
     "grad_cam",

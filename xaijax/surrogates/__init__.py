@@ -4,10 +4,11 @@ Both factories return an :class:`xaijax.Explainer` (result ``"surrogate"``: a Na
 :class:`LimeExplanation` or :class:`KernelShapExplanation`). They evaluate the model's explained
 score (``xaijax.Model.score``: logits by default, probabilities with
 ``xaijax.model(apply_fn, score="probability")``) on masked copies of the input (segments
-switched off are filled with their mean colour, a blur or a constant), ``chunk_size`` copies of
-each example per model call, and fit their linear surrogate in closed form. They work on image
-superpixels and on video supervoxels alike, over a static number of segment labels
-``num_segments``.
+switched off are filled with their mean colour, a blur or a constant; switched-off tokens of
+integer token ids ``[B, L]`` are replaced by a pad or mask id), ``chunk_size`` copies of each
+example per model call, and fit their linear surrogate in closed form. They work on image
+superpixels, video supervoxels and token positions (or spans) alike, over a static number of
+segment labels ``num_segments``.
 """
 
 from xaijax.surrogates._kernel_shap import KernelShapExplanation, kernel_shap, shapley_kernel

@@ -1,4 +1,4 @@
-"""KernelSHAP over segments (superpixels or supervoxels), batched and chunked like LIME."""
+"""KernelSHAP over segments (superpixels, supervoxels or tokens), batched and chunked like LIME."""
 
 from __future__ import annotations
 
@@ -190,8 +190,9 @@ def kernel_shap(
     blur_sigma: float = 5.0,
     paired: bool = True,
     chunk_size: int | None = 64,
+    vocab_size: int | None = None,
 ) -> Explainer:
-    """KernelSHAP over segments: Shapley values of superpixels (or supervoxels) by regression.
+    """KernelSHAP over segments: Shapley values of superpixels, supervoxels or tokens.
 
     Segments are the players; a coalition ``z`` keeps its segments and fills the others (mean
     colour, blur or a constant, as in :func:`lime`). KernelSHAP fits the additive model
@@ -212,26 +213,35 @@ def kernel_shap(
     counts it twice, which fits another weighted regression whose limit is not the Shapley
     values); an array ``[N]`` or ``[B, N]`` gives the weights explicitly.
 
+    Token ids ``[B, L]`` (integers) are explained per token as in :func:`lime`: the players
+    are the token positions (``segments`` defaults to ``0 .. L-1``; ``num_segments=L``) or given
+    spans, and a switched-off token is replaced by the int ``fill`` (a pad or mask id).
+
     ``f`` is the model's explained score (:attr:`xaijax.Model.score`; the logits of a bare
     ``apply_fn``); for probabilities pass ``xaijax.model(apply_fn, score="probability")``.
 
     Args:
       model: an :class:`~xaijax.Model`, a Linen module or a bare ``apply_fn(params, x) ->
-        logits [B, C]``; ``x`` is ``[B, *spatial, C]``.
+        logits [B, C]``; ``x`` is ``[B, *spatial, C]`` floats or token ids ``[B, L]`` ints.
       num_segments: the static number of segment labels ``S`` (required; labels lie in
-        ``[0, S)``). Maps with any number of labels below ``S`` share one compilation.
+        ``[0, S)``; ``L`` for one player per token). Maps with any number of labels below ``S``
+        share one compilation.
       num_samples: coalitions per example (besides the empty and the full one).
-      fill: ``"mean"``, ``"blur"`` or a finite number.
+      fill: ``"mean"``, ``"blur"`` or a finite number; for token ids an int, the pad or mask id
+        (required for tokens).
       blur_sigma: Gaussian sigma in pixels for ``fill="blur"``.
       paired: sample each coalition together with its complement (variance reduction).
       chunk_size: coalitions of each example per model call, so a call sees ``B * chunk_size``
         inputs (``None``: all at once). The former ``batch_size`` counted the model's inputs:
         ``batch_size=N`` for a batch of ``B`` is ``chunk_size=N // B``.
+      vocab_size: for token ids, the size of the vocabulary: when given, ``fill`` and the ids
+        of ``x`` are checked to lie in ``[0, vocab_size)``.
 
     Returns:
       An :class:`~xaijax.Explainer` (result ``"surrogate"``)
       ``explain(params, x, target=None, *, segments, key, masks=None, mask_weights="kernel")``
-      returning a :class:`KernelShapExplanation`; arguments as for :func:`lime` (``masks``
+      returning a :class:`KernelShapExplanation` (``values`` ``[B, S]``: ``[B, L]`` for token
+      ids with the default segments); arguments as for :func:`lime` (``masks``
       ``[N, S]`` or ``[B, N, S]`` of 0/1 replaces sampling; ``key`` is then unused but still
       required); ``mask_weights`` (``"kernel"``, ``"uniform"`` or an array ``[N]`` / ``[B, N]``)
       weights the replayed masks, as described above.
@@ -241,8 +251,10 @@ def kernel_shap(
         labels ``>= num_segments``, or one segment only.
       InvalidArgumentError: bad hyperparameters (in the factory), or no more samples than
         segments; an unknown ``mask_weights``, negative or non-finite weights, or
-        ``mask_weights`` without ``masks``.
-      InputShapeError: ``mask_weights`` of another shape than the masks.
+        ``mask_weights`` without ``masks``; for token ids, as for :func:`lime`.
+      InputShapeError: ``mask_weights`` of another shape than the masks; integer inputs that
+        are not ``[B, L]``.
+      InputDTypeError: a float batch of rank 2 (token ids must be integers).
       MissingKeyError: no ``key``.
       NonFiniteOutputError: the model's scores are not finite on the coalitions.
 
@@ -262,14 +274,17 @@ def kernel_shap(
     m = as_model(model, what="kernel_shap")
     num = check_num_segments(num_segments, "kernel_shap")
     num_samples, chunk_size, blur_sigma = p.check_common(num_samples, chunk_size, blur_sigma)
+    vocab_size = p.check_vocab_size(vocab_size)
+    fill_id = p.token_fill(fill, vocab_size)
     fill = p.check_fill(fill)
     if not isinstance(paired, bool):
         raise errors.InvalidArgumentError(f"`paired` must be True or False, got {paired!r}.")
     evaluate = p.Evaluator(m, chunk_size)
 
     def check(params, x, target, kwargs):
+        tokens = p.check_inputs(x, fill_id, vocab_size, "KernelSHAP")
         weights = kwargs.pop("mask_weights", "kernel")
-        kwargs = p.check_call(x, kwargs, num, num_samples, "KernelSHAP")
+        kwargs = p.check_call(x, kwargs, num, num_samples, "KernelSHAP", tokens=tokens)
         masks = kwargs.get("masks")
         if masks is None:
             if not (isinstance(weights, str) and weights == "kernel"):
@@ -298,7 +313,10 @@ def kernel_shap(
             )
             if weights is None:
                 weights = _kernel_weights(masks, valid)
-        target, fill_img = p.target_and_fill(m, num, fill, blur_sigma, params, x, segments, target)
+        fill_value = fill_id if jnp.issubdtype(x.dtype, jnp.integer) else fill
+        target, fill_img = p.target_and_fill(
+            m, num, fill_value, blur_sigma, params, x, segments, target
+        )
         full = _anchor(masks)
         y = evaluate(params, x, fill_img, segments, target, full)
         return _solve(full, y, weights, valid)
@@ -315,8 +333,10 @@ def kernel_shap(
             blur_sigma=blur_sigma,
             paired=paired,
             chunk_size=chunk_size,
+            vocab_size=vocab_size,
         ),
         stochastic=True,
-        min_rank=3,
+        integer_inputs=True,
+        min_rank=2,
         check=check,
     )

@@ -1,4 +1,5 @@
-"""LIME for images and videos (``lime_image``), batched over examples and chunked over samples."""
+"""LIME for images, videos (``lime_image``) and token sequences (``lime_text``), batched over
+examples and chunked over samples."""
 
 from __future__ import annotations
 
@@ -137,8 +138,9 @@ def lime(
     feature_selection: str = "auto",
     num_features: int = 100000,
     chunk_size: int | None = 64,
+    vocab_size: int | None = None,
 ) -> Explainer:
-    """LIME for images and videos, reimplementing ``lime_image.LimeImageExplainer`` in JAX.
+    """LIME for images, videos and token sequences, reimplementing ``lime_image`` in JAX.
 
     For every example: draw ``num_samples`` binary vectors over the segments (i.i.d.
     Bernoulli(0.5), the first all ones); render each by replacing the switched-off segments with
@@ -152,6 +154,14 @@ def lime(
     ``jit`` the chunks run in a ``lax.map``. Videos work the same way with supervoxels
     (``[B, T, H, W, C]`` inputs, ``[B, T, H, W]`` segments).
 
+    Token sequences: integer token ids ``[B, L]`` are explained per token. The segments are the
+    token positions (``segments`` defaults to ``0 .. L-1``, so ``num_segments=L``), or spans
+    given as a label map ``[B, L]`` / ``[L]``; a switched-off token is replaced by the int
+    ``fill`` (the pad or mask id), like ``lime_text``'s removal of words. The samples are the
+    same Bernoulli(0.5) switches as for images (``lime_text`` draws how many words to remove
+    uniformly instead), with the same kernel on cosine distances (``lime_text``'s distance x 100
+    with kernel width 25 is the same weight as ``kernel_width=0.25``).
+
     The explained score is the model's (:attr:`xaijax.Model.score`): the logits of a bare
     ``apply_fn``, as in every xaijax explainer. The LIME paper and the ``lime`` package explain
     probabilities (``classifier_fn`` returns ``predict_proba``): for lime's exact setting pass
@@ -163,12 +173,13 @@ def lime(
 
     Args:
       model: an :class:`~xaijax.Model`, a Linen module or a bare ``apply_fn(params, x) ->
-        logits [B, C]``; ``x`` is ``[B, *spatial, C]``.
+        logits [B, C]``; ``x`` is ``[B, *spatial, C]`` floats or token ids ``[B, L]`` ints.
       num_segments: the static number of segment labels ``S`` (required; labels lie in
-        ``[0, S)``, e.g. ``num_segments`` of :func:`~xaijax.segmentation.slic`). Maps with any
-        number of labels below ``S`` share one compilation.
+        ``[0, S)``, e.g. ``num_segments`` of :func:`~xaijax.segmentation.slic`; ``L`` for one
+        segment per token). Maps with any number of labels below ``S`` share one compilation.
       num_samples: samples per example (LIME's default 1000); ignored when ``masks`` is given.
-      fill: ``"mean"``, ``"blur"`` or a finite number (LIME's ``hide_color``).
+      fill: ``"mean"``, ``"blur"`` or a finite number (LIME's ``hide_color``); for token ids an
+        int, the pad or mask id written into switched-off tokens (required for tokens).
       blur_sigma: Gaussian sigma in pixels for ``fill="blur"``.
       kernel_width: width of the exponential kernel on cosine distances (LIME's 0.25).
       alpha: ridge penalty of the explanation model (LIME's ``Ridge(alpha=1)``), >= 0.
@@ -177,21 +188,28 @@ def lime(
       chunk_size: samples of each example per model call, so a call sees ``B * chunk_size``
         inputs (``None``: all ``num_samples`` at once). The former ``batch_size`` counted the
         model's inputs: ``batch_size=N`` for a batch of ``B`` is ``chunk_size=N // B``.
+      vocab_size: for token ids, the size of the vocabulary: when given, ``fill`` and the ids
+        of ``x`` are checked to lie in ``[0, vocab_size)`` (an embedding lookup under ``jit``
+        clamps out-of-range ids silently).
 
     Returns:
-      An :class:`~xaijax.Explainer` (result ``"surrogate"``)
+      An :class:`~xaijax.Explainer` (result ``"surrogate"``, ``integer_inputs=True``)
       ``explain(params, x, target=None, *, segments, key, masks=None)`` returning a
-      :class:`LimeExplanation` with ``[B, S]`` coefficients. ``target`` is ``[B]`` class indices
+      :class:`LimeExplanation` with ``[B, S]`` coefficients (``[B, L]``, one per token, for
+      token ids with the default segments). ``target`` is ``[B]`` class indices
       or ``None`` (the class of highest score, like LIME's ``top_labels=1``); ``segments`` is an
-      integer map ``[B, *spatial]`` or ``[*spatial]``; ``key`` is a PRNG key (required, as for
-      every stochastic explainer; unused when ``masks`` is given); ``masks`` (``[N, S]`` or
-      ``[B, N, S]`` of 0/1) replaces the sampling.
+      integer map ``[B, *spatial]`` or ``[*spatial]`` (optional for token ids); ``key`` is a
+      PRNG key (required, as for every stochastic explainer; unused when ``masks`` is given);
+      ``masks`` (``[N, S]`` or ``[B, N, S]`` of 0/1) replaces the sampling.
 
     Raises:
       SegmentMapError: a segment map of the wrong shape, with negative, non-integer labels,
         labels ``>= num_segments``, or one segment only.
       InvalidArgumentError: bad hyperparameters (in the factory), or no more samples than
-        segments.
+        segments; for token ids, a ``fill`` that is not an int id in range, ``num_segments <
+        L`` without ``segments``, or ids outside ``[0, vocab_size)``.
+      InputDTypeError: a float batch of rank 2 (token ids must be integers).
+      InputShapeError: integer inputs that are not ``[B, L]``.
       MissingKeyError: no ``key``.
       NonFiniteOutputError: the model's scores are not finite on the samples.
 
@@ -206,14 +224,25 @@ def lime(
       >>> out.coefficients.round(3)
       Array([[ 2., -4.]], dtype=float32)
 
+      Token ids: one coefficient per token, switched-off tokens replaced by the pad id 0.
+
+      >>> emb = jnp.array([0.0, 1.0, -1.0, 3.0])  # a bag-of-tokens score per id
+      >>> bag = lambda p, ids: jnp.stack([p[ids].sum(1), jnp.zeros(len(ids))], 1)
+      >>> explain = lime(bag, num_segments=4, num_samples=200, fill=0, alpha=0.0)
+      >>> out = explain(emb, jnp.array([[1, 2, 3, 1]]), jnp.array([0]), key=jax.random.key(0))
+      >>> out.coefficients.round(2).tolist()
+      [[1.0, -1.0, 3.0, 1.0]]
+
     References:
       Ribeiro, Singh, Guestrin, "'Why Should I Trust You?': Explaining the Predictions of Any
       Classifier", KDD 2016; reference code ``marcotcr/lime`` (``lime_image.py``,
-      ``lime_base.py``).
+      ``lime_text.py``, ``lime_base.py``).
     """
     m = as_model(model, what="lime")
     num = check_num_segments(num_segments, "lime")
     num_samples, chunk_size, blur_sigma = p.check_common(num_samples, chunk_size, blur_sigma)
+    vocab_size = p.check_vocab_size(vocab_size)
+    fill_id = p.token_fill(fill, vocab_size)
     fill = p.check_fill(fill)
     v.check_choice(feature_selection, "feature_selection", FEATURE_SELECTIONS)
     num_features = v.check_positive_int(num_features, "num_features")
@@ -223,13 +252,17 @@ def lime(
     fit_options = (kernel_width, alpha, feature_selection, num_features)
 
     def check(params, x, target, kwargs):
-        return x, target, p.check_call(x, kwargs, num, num_samples, "LIME")
+        tokens = p.check_inputs(x, fill_id, vocab_size, "LIME")
+        return x, target, p.check_call(x, kwargs, num, num_samples, "LIME", tokens=tokens)
 
     def run(params, x, target=None, *, segments, key, masks=None) -> LimeExplanation:
         valid = segment_sizes(segments, num) > 0
         if masks is None:
             masks = _draw(key, num_samples, num)
-        target, fill_img = p.target_and_fill(m, num, fill, blur_sigma, params, x, segments, target)
+        fill_value = fill_id if jnp.issubdtype(x.dtype, jnp.integer) else fill
+        target, fill_img = p.target_and_fill(
+            m, num, fill_value, blur_sigma, params, x, segments, target
+        )
         full = jnp.broadcast_to(masks, (x.shape[0], *masks.shape[-2:]))
         y = evaluate(params, x, fill_img, segments, target, full)
         return _fit(masks, y, valid, *fit_options)
@@ -249,8 +282,10 @@ def lime(
             feature_selection=feature_selection,
             num_features=num_features,
             chunk_size=chunk_size,
+            vocab_size=vocab_size,
         ),
         stochastic=True,
-        min_rank=3,
+        integer_inputs=True,
+        min_rank=2,
         check=check,
     )

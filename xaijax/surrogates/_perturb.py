@@ -1,4 +1,5 @@
-"""Shared machinery of the surrogate explainers: fill images, sample masks, chunked evaluation."""
+"""Shared machinery of the surrogate explainers: fill images (or a pad id for tokens), sample
+masks, chunked evaluation."""
 
 from __future__ import annotations
 
@@ -26,6 +27,74 @@ def check_fill(fill) -> str | float:
             f"finite number (LIME's hide_color), got {fill!r}."
         )
     return float(fill)
+
+
+def token_fill(fill, vocab_size: int | None) -> int | None:
+    """The pad or mask id that replaces switched-off tokens: ``fill`` when it is an int (checked
+    against ``vocab_size`` when given), else ``None`` (a fill for images only)."""
+    if isinstance(fill, bool) or not isinstance(fill, int | np.integer):
+        return None
+    fill = int(fill)
+    if vocab_size is not None and not 0 <= fill < vocab_size:
+        raise errors.InvalidArgumentError(
+            f"`fill`={fill} is not a token id of a vocabulary of `vocab_size`={vocab_size}: pass "
+            f"the pad or mask id of your tokenizer, in [0, {vocab_size})."
+        )
+    return fill
+
+
+def check_vocab_size(vocab_size) -> int | None:
+    """``None`` or a positive int."""
+    return None if vocab_size is None else v.check_positive_int(vocab_size, "vocab_size")
+
+
+@jax.jit
+def _tokens_ok(x, vocab_size):
+    return jnp.all((x >= 0) & (x < vocab_size))
+
+
+def check_inputs(x, fill_id: int | None, vocab_size: int | None, what: str) -> bool:
+    """The input checks of LIME and KernelSHAP; returns whether ``x`` holds token ids.
+
+    Floats must be ``[B, *spatial, C]`` (images, videos). Integers are token ids ``[B, L]``,
+    masked with the int ``fill`` (a pad or mask id), which must fit ``x``'s dtype; with
+    ``vocab_size`` the ids of ``x`` are checked to lie in ``[0, vocab_size)`` on the device (an
+    embedding lookup would clamp them silently under ``jit``).
+    """
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        if x.ndim < 3:
+            raise errors.InputDTypeError(
+                f"{what} takes images or videos [B, *spatial, C] as floats, or token ids [B, L] "
+                f"as integers; got {x.dtype} of shape {v._shape_str(x.shape)}. If these are "
+                "token ids, pass them as integers: `x.astype(jnp.int32)`."
+            )
+        return False
+    if x.ndim != 2:
+        raise errors.InputShapeError(
+            f"{what} reads integer inputs as token ids [B, L], got {x.dtype} of shape "
+            f"{v._shape_str(x.shape)}. For uint8 images or videos use "
+            "`x.astype(jnp.float32) / 255.0`."
+        )
+    if fill_id is None:
+        raise errors.InvalidArgumentError(
+            f"{what} over token ids replaces switched-off tokens with a pad or mask id: build it "
+            "with `fill=<id>` (an int, e.g. `fill=0` for xaijax.data.synthetic's PAD_ID). "
+            "'mean', 'blur' and float fills are for images."
+        )
+    info = jnp.iinfo(x.dtype)
+    if not 0 <= fill_id <= info.max:
+        raise errors.InvalidArgumentError(
+            f"`fill`={fill_id} is not a token id: ids are >= 0 and fit the tokens' dtype "
+            f"{x.dtype} (at most {info.max}). Pass the pad or mask id of your tokenizer."
+        )
+    if vocab_size is not None and v.is_concrete(x) and not bool(_tokens_ok(x, vocab_size)):
+        bad = np.asarray(x)
+        bad = bad[(bad < 0) | (bad >= vocab_size)]
+        raise errors.InvalidArgumentError(
+            f"`x` holds token ids outside [0, {vocab_size}) (e.g. {int(bad[0])}): check the "
+            "tokenizer and `vocab_size`."
+        )
+    return True
 
 
 def check_common(num_samples, chunk_size, blur_sigma) -> tuple[int, int | None, float]:
@@ -108,15 +177,28 @@ def check_masks(masks, num_segments: int, batch_size: int) -> jax.Array:
     return masks
 
 
-def check_call(x, kwargs: dict, num_segments: int, num_samples: int, what: str) -> dict:
+def check_call(
+    x, kwargs: dict, num_segments: int, num_samples: int, what: str, *, tokens: bool = False
+) -> dict:
     """The per-call checks LIME and KernelSHAP share (the Explainer's ``check`` hook).
 
-    Checks ``segments`` (required) and ``masks`` (optional) against ``x`` and returns the
+    Checks ``segments`` (required for images and videos; for token ids ``[B, L]`` it defaults to
+    the token positions ``0 .. L-1``) and ``masks`` (optional) against ``x`` and returns the
     per-call arguments with ``segments`` as ``int32`` ``[B, *spatial]`` and ``masks`` as float32.
     Every image must have fewer non-empty segments than samples (``N`` of ``masks``, or
     ``num_samples``).
     """
     kwargs = dict(kwargs)
+    if tokens and kwargs.get("segments") is None:
+        length = x.shape[1]
+        if num_segments < length:
+            raise errors.InvalidArgumentError(
+                f"{what} over tokens makes each of the L = {length} token positions a segment "
+                f"unless `segments` groups them, so `num_segments` must be >= {length}, got "
+                f"{num_segments}: pass `num_segments={length}`, or `segments` [B, L] / [L] "
+                f"labelling spans with labels in [0, {num_segments})."
+            )
+        kwargs["segments"] = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), x.shape)
     if kwargs.get("segments") is None:
         raise errors.InvalidArgumentError(
             f"{what} needs the segment map of each call: `explain(params, x, segments=..., "
@@ -135,7 +217,7 @@ def check_call(x, kwargs: dict, num_segments: int, num_samples: int, what: str) 
         kwargs["masks"] = masks
     n = num_samples if masks is None else masks.shape[-2]
     kwargs["segments"] = check_segments(
-        kwargs["segments"], x, num_segments, fewer_samples=(n, what)
+        kwargs["segments"], x, num_segments, channel_axis=not tokens, fewer_samples=(n, what)
     )
     return kwargs
 
@@ -143,7 +225,9 @@ def check_call(x, kwargs: dict, num_segments: int, num_samples: int, what: str) 
 def _outputs(m: Model, params, x, fill, segments, target, masks):
     """The explained scores for ``target`` on perturbed inputs: ``masks [B, c, S] -> [B, c]``."""
     b, c = masks.shape[:2]
-    keep = jax.vmap(lambda mm, s: mm[:, s])(masks, segments)[..., None]  # [B, c, *spatial, 1]
+    keep = jax.vmap(lambda mm, s: mm[:, s])(masks, segments)  # [B, c, *spatial]
+    # A channel axis for images and videos ([B, c, *spatial, 1]); none for token ids [B, L].
+    keep = keep.reshape(keep.shape + (1,) * (x.ndim + 1 - keep.ndim))
     perturbed = jnp.where(keep > 0, x[:, None], fill[:, None])
     # Examples stay the outer axis of the flattened batch: a sharded batch stays sharded.
     scores = m.scores(params, perturbed.reshape((b * c, *x.shape[1:])))
