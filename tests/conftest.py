@@ -102,3 +102,25 @@ def host_reads(monkeypatch):
             active[0] = False
 
     return record
+
+
+@pytest.fixture(scope="session")
+def text_model():
+    """``(net, params)``: the zoo's text model trained as experiments/train_zoo.py does (400
+    steps of batch 64 on 4000 synthetic sequences, ~5 s), shared by the text tests."""
+    from xaijax import models, training
+    from xaijax.data import synthetic
+
+    data = synthetic.make_texts(4000, seed=0, split="train")
+    net = models.get_model("text1d", 10)
+    result = training.train(
+        net,
+        {"tokens": data["tokens"], "label": data["label"]},
+        input_key="tokens",
+        steps=400,
+        batch_size=64,
+        learning_rate=3e-3,
+        seed=0,
+        progress=False,
+    )
+    return net, result.params

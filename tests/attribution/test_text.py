@@ -15,29 +15,11 @@ import numpy as np
 import pytest
 
 import xaijax
-from xaijax import errors, models, training
+from xaijax import errors
 from xaijax.data import synthetic
 
 NUM_CLASSES = 10
 PAD = 0  # the pad id of xaijax.data.synthetic texts (their tokens are >= 2)
-
-
-@pytest.fixture(scope="session")
-def text_model():
-    """The zoo's text model trained as experiments/train_zoo.py does (400 steps, ~5 s)."""
-    data = synthetic.make_texts(4000, seed=0, split="train")
-    net = models.get_model("text1d", NUM_CLASSES)
-    result = training.train(
-        net,
-        {"tokens": data["tokens"], "label": data["label"]},
-        input_key="tokens",
-        steps=400,
-        batch_size=64,
-        learning_rate=3e-3,
-        seed=0,
-        progress=False,
-    )
-    return net, result.params
 
 
 @pytest.fixture(scope="module")

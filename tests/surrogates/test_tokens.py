@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xaijax import errors, models, training
+from xaijax import errors, models
 from xaijax.data import synthetic
 from xaijax.surrogates import kernel_shap, lime
 
@@ -126,26 +126,9 @@ def test_batched_equals_per_example_jit_and_no_recompile(assert_no_recompile):
 # --- the zoo's text model -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def text_model():
-    """The zoo's text model trained as experiments/train_zoo.py does (400 steps, ~5 s)."""
-    data = synthetic.make_texts(4000, seed=0, split="train")
-    net = models.get_model("text1d", 10)
-    result = training.train(
-        net,
-        {"tokens": data["tokens"], "label": data["label"]},
-        input_key="tokens",
-        steps=400,
-        batch_size=64,
-        learning_rate=3e-3,
-        seed=0,
-        progress=False,
-    )
-    return models.apply_fn(net), result.params
-
-
 def test_token_lime_and_kernel_shap_find_the_key_ngram(text_model):
-    apply_fn, params = text_model
+    net, params = text_model
+    apply_fn = models.apply_fn(net)
     texts = synthetic.make_texts(100, seed=0, split="test")
     x, y = jnp.asarray(texts["tokens"]), jnp.asarray(texts["label"])
     rows = np.arange(len(y))
@@ -165,7 +148,8 @@ def test_token_lime_and_kernel_shap_find_the_key_ngram(text_model):
 
 
 def test_float_tokens_are_named(text_model):
-    apply_fn, params = text_model
+    net, params = text_model
+    apply_fn = models.apply_fn(net)
     x = jnp.asarray(synthetic.make_texts(2, seed=0, split="test")["tokens"])
     with pytest.raises(errors.InputDTypeError, match="integer token ids"):
         lime(apply_fn, num_segments=64, fill=PAD)(params, x.astype(jnp.float32), key=KEY)
