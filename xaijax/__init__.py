@@ -36,6 +36,7 @@ _SUBPACKAGES = (
     "fixations",
     "metrics",
     "models",
+    "pipeline",
     "segmentation",
     "superpixels",
     "surrogates",

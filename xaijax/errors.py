@@ -66,6 +66,11 @@ class OutputPathError(XaijaxError, OSError):
     """An output path cannot be written (its directory is missing, is a file, or is read-only)."""
 
 
+class ManifestMismatchError(XaijaxError, ValueError):
+    """A store's manifest (explainer, options, params, source, settings) differs from the run
+    that would resume into it; resuming would mix results of two runs."""
+
+
 class CheckpointMismatchError(XaijaxError, ValueError):
     """A checkpoint's parameter tree does not match the model it is restored into."""
 
@@ -120,6 +125,7 @@ __all__ = [
     "InputShapeError",
     "InvalidArgumentError",
     "InvalidKeyError",
+    "ManifestMismatchError",
     "MissingDependencyError",
     "MissingKeyError",
     "ModelCallError",

@@ -1,0 +1,435 @@
+"""``explain_dataset``: a random-access source explained into a resumable store, the batch laid
+over every device of every process."""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from xaijax import _explainer, errors
+from xaijax import _validation as v
+from xaijax.pipeline import _store
+from xaijax.typing import Params
+
+_RESERVED = ("index", "target")
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def _check_source(source: Any) -> int:
+    if not hasattr(source, "__len__") or not hasattr(source, "__getitem__"):
+        raise errors.InvalidArgumentError(
+            "`source` must be a random-access source (len(source) and source[i] -> dict of "
+            f"arrays: xaijax.data.synthetic.SyntheticSource, tfds.data_source, grain's "
+            f"MapDataset...), got {type(source).__name__}."
+        )
+    n = len(source)
+    if n == 0:
+        raise errors.InvalidArgumentError("`source` is empty: there is nothing to explain.")
+    return int(n)
+
+
+def _read(source: Any, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Examples ``indices`` stacked: through ``get_batch`` when the source has it."""
+    get_batch = getattr(source, "get_batch", None)
+    if get_batch is not None:
+        return {k: np.asarray(a) for k, a in get_batch([int(i) for i in indices]).items()}
+    rows = [source[int(i)] for i in indices]
+    if not isinstance(rows[0], Mapping):
+        raise errors.InvalidArgumentError(
+            f"`source[i]` must be a dict of arrays, got {type(rows[0]).__name__}."
+        )
+    return {k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]}
+
+
+def _pick_key(example: Mapping, name: str | None, what: str, required: bool) -> str | None:
+    keys = list(example)
+    if name is None:
+        if not required:
+            return None
+        if len(keys) == 1:
+            return keys[0]
+        raise errors.InvalidArgumentError(
+            f"The source's examples hold {keys}: say which one is the model's input with "
+            f"`{what}=` (e.g. `{what}={keys[0]!r}`)."
+        )
+    if name not in example:
+        raise errors.InvalidArgumentError(
+            f"`{what}`={name!r} is not a field of the source's examples; they hold {keys}."
+        )
+    return name
+
+
+class _Reader:
+    """Reads the process's rows of each batch to do on a host thread, ``depth`` batches ahead
+    of the devices (a bounded queue); the last partial batch is padded with its last example."""
+
+    _END = object()
+
+    def __init__(self, source, n, batch_size, blocks, todo, fields, depth):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        args = (source, n, batch_size, blocks, todo, fields)
+        self._thread = threading.Thread(target=self._work, args=args, daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self, source, n, batch_size, blocks, todo, fields):
+        try:
+            for b in todo:
+                idx = np.concatenate([np.arange(b * batch_size + s, b * batch_size + e) for s, e in blocks])
+                data = _read(source, np.minimum(idx, n - 1))
+                if not self._put((b, idx, {k: data[k] for k in fields})):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self._put(exc)
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+# --- compute -------------------------------------------------------------------------------
+
+
+def _default_mesh() -> Mesh:
+    return Mesh(np.asarray(jax.devices()), ("batch",), axis_types=(AxisType.Auto,))
+
+
+def _program(e: _explainer.Explainer, has_target: bool):
+    """``f(params, x, target, index, key) -> (result, resolved target)``, no value checks.
+
+    Stochastic explainers run example by example (``vmap``) with the key
+    ``fold_in(key, index)``, so an example's result does not depend on the batch it is in."""
+    bound = dict(e.bound)
+
+    def f(params, x, target, index, key):
+        if not has_target:
+            target = _explainer.resolve_target(e.model, params, x, None)
+        if not e.stochastic:
+            xx, tt, kw = e.prepare(params, x, target, dict(bound))
+            return e.run(params, xx, tt, **kw), target
+
+        def one(xi, ti, i):
+            kw = {**bound, "key": jax.random.fold_in(key, i)}
+            xx, tt, kw = e.prepare(params, xi[None], ti[None], kw)
+            return jax.tree_util.tree_map(lambda a: a[0], e.run(params, xx, tt, **kw))
+
+        return jax.vmap(one)(x, target, index), target
+
+    return f
+
+
+def _names(out_tree, result: str) -> list[str]:
+    paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(out_tree)[0]]
+    if len(paths) == 1 and not paths[0]:
+        return [result]
+    names = []
+    for p in paths:
+        parts = [str(getattr(k, "name", getattr(k, "key", getattr(k, "idx", k)))) for k in p]
+        name = ".".join(parts)
+        names.append(f"result.{name}" if name in _RESERVED else name)
+    return names
+
+
+def _global(parts, sharding, shape, devices):
+    arrays = [jax.device_put(p, d) for p, d in zip(parts, devices, strict=True)]
+    return jax.make_array_from_single_device_arrays(shape, sharding, arrays)
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def explain_dataset(
+    explainer: Any,
+    params: Params,
+    source: Any,
+    out: str | os.PathLike,
+    *,
+    batch_size: int,
+    input_key: str | None = None,
+    target_key: str | None = None,
+    mesh: Mesh | None = None,
+    key: jax.Array | None = None,
+    dtype: str = "float32",
+    resume: bool = True,
+    prefetch: int = 2,
+) -> _store.Results:
+    """Explains every example of ``source`` into a resumable zarr v3 store at ``out``.
+
+    Each global batch of ``batch_size`` consecutive examples is laid over every device of
+    ``mesh`` (its batch axis split over all mesh axes; every process reads only the rows of its
+    own devices, on a host thread ``prefetch`` batches ahead) and explained by one jitted
+    program with no collective. Every process writes the rows of its devices through
+    tensorstore (chunks of ``batch_size / devices`` examples, so no two processes share a
+    chunk), waits until they are committed, and only then records the batch as done; a restart
+    with ``resume=True`` runs only the batches not recorded. The last batch is padded with
+    copies of the last example and the padding is never written. Stochastic explainers get
+    the key ``jax.random.fold_in(key, i)`` for example ``i``, so their results do not depend on
+    the batch size, the device or process count, or interruptions.
+
+    Args:
+      explainer: an :class:`xaijax.Explainer` (or ``jax.jit``/``functools.partial`` of one).
+      params: the model's parameters (the same on every process).
+      source: a random-access source: ``len(source)`` and ``source[i]`` -> a dict of arrays
+        (``get_batch(indices)`` is used when present).
+      out: the store's directory (created; an existing store is resumed).
+      batch_size: examples per global batch ``B``; a multiple of the mesh's device count.
+      input_key: the field of the examples given to the model as ``x``; may be omitted when
+        the examples have one field.
+      target_key: the field holding the class to explain (``[B]`` ints); ``None``: the class
+        of highest score.
+      mesh: the devices to use (all of its devices hold the batch axis); ``None``: all devices
+        of all processes.
+      key: the PRNG key of a stochastic explainer (required then, refused otherwise).
+      dtype: ``"float32"`` or ``"float16"``: how floating outputs are stored.
+      resume: continue the store at ``out`` (its manifest must match this run); ``False``
+        deletes an existing store there first.
+      prefetch: batches read ahead of the devices (>= 1).
+
+    Returns:
+      :func:`open_results` of the store: arrays ``[N, ...]`` named ``"index"`` (the example
+      index; ``-1`` where not written), ``"target"`` (the class explained) and the result's
+      name (``explainer.result``, e.g. ``"map"``), or one per field of a NamedTuple result.
+
+    Raises:
+      OutputPathError: ``out`` cannot be written (checked before any work).
+      ManifestMismatchError: the store at ``out`` was written by a different run.
+      InvalidArgumentError: a bad ``batch_size``, ``dtype``, field name or source.
+      MissingKeyError / InvalidKeyError: a stochastic explainer without one key.
+      Any error the explainer's boundary checks raise on the first batch.
+
+    Example:
+      >>> import jax.numpy as jnp, numpy as np, xaijax
+      >>> from xaijax.data import ArraySource
+      >>> src = ArraySource({"x": np.ones((10, 3), np.float32)})
+      >>> import tempfile, os; out = os.path.join(tempfile.mkdtemp(), "maps")
+      >>> res = xaijax.pipeline.explain_dataset(
+      ...     xaijax.gradient(lambda p, x: x @ p), jnp.eye(3), src, out, batch_size=4)
+      >>> res.read("map", slice(0, 2)).tolist(), res.read("target").tolist()[:3]
+      ([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], [0, 0, 0])
+    """
+    e = _explainer.as_explainer(explainer, "explain_dataset")
+    path = _store.check_out(out)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise errors.InvalidArgumentError(
+            f"`batch_size` must be a positive integer, got {batch_size!r}."
+        )
+    if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch <= 0:
+        raise errors.InvalidArgumentError(f"`prefetch` must be a positive integer, got {prefetch!r}.")
+    if dtype not in ("float32", "float16"):
+        raise errors.InvalidArgumentError(
+            f"`dtype` must be 'float32' or 'float16' (how maps are stored), got {dtype!r}."
+        )
+    n = _check_source(source)
+    mesh = _default_mesh() if mesh is None else mesh
+    if not isinstance(mesh, Mesh):
+        raise errors.InvalidArgumentError(
+            f"`mesh` must be a jax.sharding.Mesh or None, got {type(mesh).__name__}."
+        )
+    num_devices = int(mesh.devices.size)
+    if batch_size % num_devices:
+        raise errors.InvalidArgumentError(
+            f"`batch_size`={batch_size} must be a multiple of the {num_devices} devices of the "
+            f"mesh (each device explains batch_size / devices examples): use e.g. "
+            f"{num_devices * max(1, round(batch_size / num_devices))}."
+        )
+    if e.stochastic:
+        key = v.check_key(key)
+    elif key is not None:
+        raise errors.InvalidArgumentError(f"`{e.name}` is deterministic and takes no `key`: drop it.")
+
+    sharding = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    pid, pcount = jax.process_index(), jax.process_count()
+    # The rows [start, stop) of a global batch that each of this process's devices holds.
+    index_map = sharding.addressable_devices_indices_map((batch_size,))
+    local = sorted((sl[0].start or 0, sl[0].stop or batch_size, d) for d, sl in index_map.items())
+    blocks = [(s, t) for s, t, _ in local]
+    devices = [d for _, _, d in local]
+    num_batches = math.ceil(n / batch_size)
+
+    # Checks before any work: field names, then the explainer's boundary checks on real data.
+    first = _read(source, np.minimum(np.arange(*blocks[0]), n - 1))
+    input_key = _pick_key(first, input_key, "input_key", True)
+    target_key = _pick_key(first, target_key, "target_key", False)
+    fields = [input_key] + ([target_key] if target_key else [])
+    kwargs = {"key": key} if e.stochastic else {}
+    x0 = first[input_key]
+    t0 = first[target_key] if target_key else None
+    e.prepare(params, x0, t0, {**dict(e.bound), **kwargs})
+
+    f = _program(e, target_key is not None)
+    gshape = (batch_size, *x0.shape[1:])
+    x_sds = jax.ShapeDtypeStruct(gshape, x0.dtype)
+    t_sds = jax.ShapeDtypeStruct((batch_size,), np.int32) if target_key else None
+    i_sds = jax.ShapeDtypeStruct((batch_size,), np.int32)
+    out_shape, tgt_shape = jax.eval_shape(f, params, x_sds, t_sds, i_sds, key)
+    leaves, _ = jax.tree_util.tree_flatten(out_shape)
+    names = _names(out_shape, e.result)
+    for name, leaf in zip(names, leaves, strict=True):
+        if leaf.ndim == 0 or leaf.shape[0] != batch_size:
+            raise errors.InvalidArgumentError(
+                f"`{e.name}` returns {name!r} of shape {list(leaf.shape)}, without one row per "
+                "example: only per-example results can be stored."
+            )
+    rows = batch_size // num_devices
+
+    def spec(shape, dt):
+        dt = np.dtype(dt)
+        if jnp.issubdtype(dt, jnp.floating):
+            dt, fill = np.dtype(dtype), "NaN"  # JSON-safe; created as float("nan")
+        else:
+            fill = False if dt == np.bool_ else 0
+        return {"shape": [n, *shape[1:]], "dtype": dt.name, "chunks": [rows, *shape[1:]], "fill": fill}
+
+    arrays = {"index": {"shape": [n], "dtype": "int64", "chunks": [rows], "fill": -1}}
+    arrays["target"] = spec(tgt_shape.shape, tgt_shape.dtype)
+    for name, leaf in zip(names, leaves, strict=True):
+        arrays[name] = spec(leaf.shape, leaf.dtype)
+    probe = np.unique(np.array([0, n // 2, n - 1]))
+    manifest = {
+        "format": _store.FORMAT,
+        "xaijax_version": _version(),
+        "explainer": e.name,
+        "result": e.result,
+        "options": _store.jsonable(dict(e.options)),
+        "bound": _store.jsonable(dict(e.bound)),
+        "params_fingerprint": _store.fingerprint_arrays(jax.tree_util.tree_leaves(params)),
+        "key_fingerprint": (
+            _store.fingerprint_arrays([jax.random.key_data(key)]) if e.stochastic else None
+        ),
+        "source": {
+            "type": type(source).__qualname__,
+            "len": n,
+            "fingerprint": _store.fingerprint_arrays(
+                [a for _, a in sorted(_read(source, probe).items())]
+            ),
+        },
+        "input_key": input_key,
+        "target_key": target_key,
+        "batch_size": batch_size,
+        "num_batches": num_batches,
+        "devices": num_devices,
+        "process_count": pcount,
+        "dtype": dtype,
+        "arrays": arrays,
+    }
+
+    existing = _store.read_manifest(path)
+    if existing is not None and resume:
+        _store.check_manifest(existing, manifest, path)
+    _sync("xaijax.pipeline.checked")
+    if pid == 0 and (existing is None or not resume):
+        if existing is not None:
+            _store.clear(path, existing)
+        os.makedirs(path, exist_ok=True)
+        _store.create(path, manifest)
+    _sync("xaijax.pipeline.created")
+    stores = _store.open_arrays(path, arrays)
+
+    done = np.zeros(num_batches, bool)
+    done[sorted(b for b in _store.done_batches(path, pid) if b < num_batches)] = True
+    if pcount > 1:
+        from jax.experimental import multihost_utils
+
+        done = np.all(multihost_utils.process_allgather(done), axis=0)
+    todo = [int(b) for b in np.flatnonzero(~done)]
+
+    program = jax.jit(f, out_shardings=sharding)
+    params_g = jax.device_put(params, replicated)
+    key_g = jax.device_put(key, replicated) if e.stochastic else None
+    reader = _Reader(source, n, batch_size, blocks, todo, fields, prefetch)
+    pending = None
+    try:
+        for b, idx, data in reader:
+            parts = np.split(np.arange(len(idx)), np.cumsum([t - s for s, t in blocks])[:-1])
+            xg = _global([data[input_key][p] for p in parts], sharding, gshape, devices)
+            tg = None
+            if target_key:
+                t = data[target_key].astype(np.int32)
+                tg = _global([t[p] for p in parts], sharding, (batch_size,), devices)
+            ig = _global([idx[p].astype(np.int32) for p in parts], sharding, (batch_size,), devices)
+            outs = program(params_g, xg, tg, ig, key_g)  # dispatched; runs while we write
+            if pending is not None:
+                _finish(path, pid, stores, names, n, batch_size, *pending)
+            pending = (b, outs)
+        if pending is not None:
+            _finish(path, pid, stores, names, n, batch_size, *pending)
+    finally:
+        reader.close()
+    _sync("xaijax.pipeline.finished")
+    return _store.Results(path)
+
+
+def _finish(path, pid, stores, names, n, batch_size, b, outs) -> None:
+    """Writes process ``pid``'s rows of batch ``b`` (never the padding), waits until every
+    write is committed, then records the batch done."""
+    result, target = outs
+    columns = [("target", target)] + list(
+        zip(names, jax.tree_util.tree_leaves(result), strict=True)
+    )
+    futures = []
+    starts = set()
+    for name, arr in columns:
+        for shard in arr.addressable_shards:
+            sl = shard.index[0]
+            start, stop = sl.start or 0, sl.stop or batch_size
+            valid = min(stop, n - b * batch_size) - start
+            if valid <= 0:
+                continue
+            g0 = b * batch_size + start
+            data = np.asarray(shard.data)[:valid]
+            futures.append(_write(stores[name], g0, data))
+            if (start, valid) not in starts:
+                starts.add((start, valid))
+                futures.append(_write(stores["index"], g0, np.arange(g0, g0 + valid)))
+    for fut in futures:
+        fut.commit.result()
+    _store.mark_done(path, pid, b)
+
+
+def _write(store, start: int, data: np.ndarray):
+    """One write of rows ``[start, start + len(data))`` (a future; a seam for tests)."""
+    return store[start : start + len(data)].write(data.astype(store.dtype.numpy_dtype))
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def _version() -> str:
+    import xaijax
+
+    return xaijax.__version__

@@ -1,0 +1,256 @@
+"""The store of a dataset-scale run: zarr v3 arrays through tensorstore, a JSON manifest and one
+completion record per batch and process.
+
+Layout of ``out/``::
+
+    manifest.json          what was explained, with what (checked on resume); written last
+    <name>/zarr.json, c/   one zarr v3 array [N, ...] per output, chunked along the example axis
+    _done/p<P>/b<batch>    empty files: process P's rows of global batch <batch> are durable
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from xaijax import errors
+
+MANIFEST = "manifest.json"
+DONE = "_done"
+FORMAT = "xaijax.pipeline/1"
+
+
+def _ts():
+    import tensorstore as ts  # installed with orbax-checkpoint
+
+    return ts
+
+
+def _spec(path: str) -> dict:
+    return {"driver": "zarr3", "kvstore": {"driver": "file", "path": os.path.abspath(path)}}
+
+
+def check_out(out: Any) -> str:
+    """``out`` as a path where a store can be written, or :class:`OutputPathError` (no work
+    starts before this check)."""
+    if not isinstance(out, str | os.PathLike):
+        raise errors.OutputPathError(f"`out` must be a directory path, got {type(out).__name__}.")
+    path = os.path.abspath(os.fspath(out))
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise errors.OutputPathError(
+                f"`out`={path!r} is an existing file, not a directory: give a new directory "
+                "path (it is created) or an existing store's directory to resume."
+            )
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise errors.OutputPathError(
+                f"`out`={path!r} is not writable: fix its permissions or choose another path."
+            )
+        if os.listdir(path) and not os.path.exists(os.path.join(path, MANIFEST)):
+            if not os.path.isdir(os.path.join(path, DONE)):
+                raise errors.OutputPathError(
+                    f"`out`={path!r} is a non-empty directory that is not an xaijax store (no "
+                    f"{MANIFEST}); nothing there is overwritten: give an empty or new directory."
+                )
+        return path
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise errors.OutputPathError(
+            f"`out`={path!r} cannot be created: {parent!r} is a regular file, not a directory. "
+            "Choose a path under a directory."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise errors.OutputPathError(
+            f"`out`={path!r} cannot be created: {parent!r} is not writable. Fix its "
+            "permissions or choose another path."
+        )
+    return path
+
+
+def fingerprint_arrays(leaves) -> str:
+    """A hash of the shapes, dtypes and a sample of the values (up to 256 evenly spaced
+    elements per array), cheap for large parameter trees."""
+    h = hashlib.sha256()
+    for a in leaves:
+        a = np.asarray(a)
+        h.update(f"{a.shape}{a.dtype}".encode())
+        flat = a.reshape(-1)
+        if flat.size:
+            sample = flat[np.linspace(0, flat.size - 1, min(flat.size, 256)).astype(np.int64)]
+            h.update(np.ascontiguousarray(sample).tobytes())
+    return h.hexdigest()[:32]
+
+
+def jsonable(value: Any) -> Any:
+    """Options as JSON: numbers, strings, lists; arrays by shape/dtype/fingerprint; the rest by
+    ``repr``."""
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return {"array": list(np.shape(value)), "fingerprint": fingerprint_arrays([value])}
+    if callable(value):
+        return getattr(value, "__qualname__", getattr(value, "__name__", repr(value)))
+    return repr(value)
+
+
+def read_manifest(path: str) -> dict | None:
+    try:
+        with open(os.path.join(path, MANIFEST)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def check_manifest(found: dict, wanted: dict, path: str) -> None:
+    """:class:`ManifestMismatchError` naming every field where the store differs."""
+    keys = sorted(set(found) | set(wanted))
+    diff = [k for k in keys if found.get(k) != wanted.get(k)]
+    if diff:
+        lines = "; ".join(f"{k}: store has {found.get(k)!r}, this run {wanted.get(k)!r}" for k in diff)
+        raise errors.ManifestMismatchError(
+            f"The store at {path!r} was written by a different run ({lines}). Resuming would mix "
+            "results: pass the same explainer, params, source and settings, or write to a new "
+            "`out`, or pass `resume=False` to delete it and start again."
+        )
+
+
+def clear(path: str, manifest: dict) -> None:
+    """Deletes what a store of ``manifest`` holds (its arrays, records and manifest)."""
+    os.remove(os.path.join(path, MANIFEST))
+    for name in list(manifest.get("arrays", {})) + [DONE]:
+        shutil.rmtree(os.path.join(path, name), ignore_errors=True)
+
+
+def create(path: str, manifest: dict) -> None:
+    """Creates the arrays of ``manifest`` (replacing any), then the manifest itself, last."""
+    ts = _ts()
+    os.makedirs(os.path.join(path, DONE), exist_ok=True)
+    for name, a in manifest["arrays"].items():
+        ts.open(
+            _spec(os.path.join(path, name)),
+            create=True,
+            delete_existing=True,
+            dtype=a["dtype"],
+            shape=a["shape"],
+            chunk_layout=ts.ChunkLayout(write_chunk_shape=a["chunks"]),
+            fill_value=float(a["fill"]) if isinstance(a["fill"], str) else a["fill"],
+        ).result()
+    tmp = os.path.join(path, MANIFEST + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(path, MANIFEST))
+
+
+def open_arrays(path: str, names) -> dict:
+    ts = _ts()
+    return {n: ts.open(_spec(os.path.join(path, n)), open=True).result() for n in names}
+
+
+def done_path(path: str, process: int, batch: int) -> str:
+    return os.path.join(path, DONE, f"p{process}", f"b{batch:09d}")
+
+
+def done_batches(path: str, process: int) -> set[int]:
+    """The global batches whose rows of ``process`` are recorded durable."""
+    d = os.path.join(path, DONE, f"p{process}")
+    if not os.path.isdir(d):
+        return set()
+    return {int(f[1:]) for f in os.listdir(d) if f.startswith("b") and f[1:].isdigit()}
+
+
+def mark_done(path: str, process: int, batch: int) -> None:
+    """The completion record of ``batch``: only called once its writes are committed."""
+    p = done_path(path, process, batch)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o644)
+    os.fsync(fd)
+    os.close(fd)
+
+
+class Results:
+    """A store opened lazily: ``results["map"]`` is a tensorstore array ``[N, ...]`` read only
+    where indexed (``np.asarray(results["map"][10:20])`` or ``results.read("map", idx)``).
+
+    Attributes:
+      path: the store's directory.
+      manifest: the run's manifest (explainer, options, fingerprints, arrays).
+      names: the arrays held (``"index"``, ``"target"`` and one per output).
+    """
+
+    def __init__(self, path: str):
+        path = os.path.abspath(os.fspath(path))
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise errors.OutputPathError(
+                f"{path!r} holds no xaijax store ({MANIFEST} is missing): give the `out` "
+                "directory of an `explain_dataset` run."
+            )
+        self.path = path
+        self.manifest = manifest
+        self.names = tuple(manifest["arrays"])
+        self._arrays = open_arrays(path, self.names)
+
+    def __len__(self) -> int:
+        return int(self.manifest["source"]["len"])
+
+    def __getitem__(self, name: str):
+        if name not in self._arrays:
+            raise KeyError(f"no array {name!r} in the store; it holds {list(self.names)}")
+        return self._arrays[name]
+
+    def read(self, name: str, index=slice(None)) -> np.ndarray:
+        """``results[name][index]`` read into NumPy (``index``: int, slice or int array)."""
+        if isinstance(index, list | tuple | np.ndarray):
+            index = np.asarray(index, np.int64)
+        return np.asarray(self[name][index].read().result())
+
+    def example(self, i: int) -> dict[str, np.ndarray]:
+        """Every array at example ``i``."""
+        return {n: self.read(n, int(i)) for n in self.names}
+
+    @property
+    def complete(self) -> bool:
+        """Whether every batch of every process is recorded done."""
+        m = self.manifest
+        need = set(range(int(m["num_batches"])))
+        return all(done_batches(self.path, p) >= need for p in range(int(m["process_count"])))
+
+    def __repr__(self) -> str:
+        return f"Results({self.path!r}, {self.manifest['explainer']}, arrays={list(self.names)})"
+
+
+def open_results(out: str | os.PathLike) -> Results:
+    """Opens the store an :func:`explain_dataset` run wrote, lazily.
+
+    Args:
+      out: the run's ``out`` directory.
+
+    Returns:
+      A :class:`Results`: ``results["map"]`` (or the result's field names for NamedTuple
+      results), ``results["target"]`` and ``results["index"]`` are tensorstore arrays ``[N, ...]``
+      indexed by example; nothing is read until indexed. ``index`` holds ``-1`` where an example
+      has not been written yet.
+
+    Raises:
+      OutputPathError: ``out`` holds no store.
+
+    Example:
+      >>> # res = xaijax.pipeline.open_results("maps.zarr"); res.read("map", slice(0, 8))
+    """
+    return Results(out)
