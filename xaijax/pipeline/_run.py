@@ -95,7 +95,9 @@ class _Reader:
     def _work(self, source, n, batch_size, blocks, todo, fields):
         try:
             for b in todo:
-                idx = np.concatenate([np.arange(b * batch_size + s, b * batch_size + e) for s, e in blocks])
+                idx = np.concatenate(
+                    [np.arange(b * batch_size + s, b * batch_size + e) for s, e in blocks]
+                )
                 data = _read(source, np.minimum(idx, n - 1))
                 if not self._put((b, idx, {k: data[k] for k in fields})):
                     return
@@ -244,7 +246,9 @@ def explain_dataset(
             f"`batch_size` must be a positive integer, got {batch_size!r}."
         )
     if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch <= 0:
-        raise errors.InvalidArgumentError(f"`prefetch` must be a positive integer, got {prefetch!r}.")
+        raise errors.InvalidArgumentError(
+            f"`prefetch` must be a positive integer, got {prefetch!r}."
+        )
     if dtype not in ("float32", "float16"):
         raise errors.InvalidArgumentError(
             f"`dtype` must be 'float32' or 'float16' (how maps are stored), got {dtype!r}."
@@ -265,7 +269,9 @@ def explain_dataset(
     if e.stochastic:
         key = v.check_key(key)
     elif key is not None:
-        raise errors.InvalidArgumentError(f"`{e.name}` is deterministic and takes no `key`: drop it.")
+        raise errors.InvalidArgumentError(
+            f"`{e.name}` is deterministic and takes no `key`: drop it."
+        )
 
     sharding = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -309,7 +315,12 @@ def explain_dataset(
             dt, fill = np.dtype(dtype), "NaN"  # JSON-safe; created as float("nan")
         else:
             fill = False if dt == np.bool_ else 0
-        return {"shape": [n, *shape[1:]], "dtype": dt.name, "chunks": [rows, *shape[1:]], "fill": fill}
+        return {
+            "shape": [n, *shape[1:]],
+            "dtype": dt.name,
+            "chunks": [rows, *shape[1:]],
+            "fill": fill,
+        }
 
     arrays = {"index": {"shape": [n], "dtype": "int64", "chunks": [rows], "fill": -1}}
     arrays["target"] = spec(tgt_shape.shape, tgt_shape.dtype)

@@ -120,7 +120,9 @@ def check_manifest(found: dict, wanted: dict, path: str) -> None:
     keys = sorted(set(found) | set(wanted))
     diff = [k for k in keys if found.get(k) != wanted.get(k)]
     if diff:
-        lines = "; ".join(f"{k}: store has {found.get(k)!r}, this run {wanted.get(k)!r}" for k in diff)
+        lines = "; ".join(
+            f"{k}: store has {found.get(k)!r}, this run {wanted.get(k)!r}" for k in diff
+        )
         raise errors.ManifestMismatchError(
             f"The store at {path!r} was written by a different run ({lines}). Resuming would mix "
             "results: pass the same explainer, params, source and settings, or write to a new "

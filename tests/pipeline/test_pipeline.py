@@ -1,0 +1,270 @@
+"""xaijax.pipeline: a source explained into a resumable store equals the explainer called on the
+whole dataset; interruptions (an exception in the writer, SIGKILL) lose and repeat nothing;
+named errors before work."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import xaijax
+from xaijax.data import ArraySource
+from xaijax.pipeline import _run, _store, explain_dataset, open_results
+
+COLLECTIVES = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "reduce-scatter")
+N, D, C = 21, 5, 3
+
+
+def f(p, x):
+    return jnp.tanh(x @ p)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, D)).astype(np.float32)
+    label = rng.integers(0, C, N).astype(np.int32)
+    w = jnp.asarray(rng.normal(size=(D, C)).astype(np.float32))
+    return ArraySource({"x": x, "label": label}), x, label, w
+
+
+def test_the_store_equals_the_explainer_on_the_whole_dataset(data, tmp_path):
+    src, x, _, w = data
+    grad = xaijax.gradient(f)
+    res = explain_dataset(grad, w, src, tmp_path / "s", batch_size=8, input_key="x")
+    assert jax.device_count() == 4 and res.complete  # 3 batches over 4 devices, last padded
+    np.testing.assert_array_equal(res.read("index"), np.arange(N))
+    np.testing.assert_array_equal(res.read("target"), np.argmax(np.asarray(f(w, x)), -1))
+    np.testing.assert_allclose(res.read("map"), np.asarray(grad(w, x)), rtol=1e-5, atol=1e-6)
+    assert res["map"].shape == (N, D) and res["map"].chunk_layout.write_chunk.shape == (2, D)
+    np.testing.assert_array_equal(res.read("map", [20, 3]), res.read("map")[[20, 3]])
+    again = open_results(tmp_path / "s")
+    assert again.manifest["explainer"] == "gradient" and again.manifest["source"]["len"] == N
+    np.testing.assert_array_equal(again.example(20)["map"], res.read("map")[20])
+
+
+def test_target_field_and_float16_maps(data, tmp_path):
+    src, x, label, w = data
+    ig = xaijax.integrated_gradients(f, steps=4)
+    res = explain_dataset(
+        ig, w, src, tmp_path / "s", batch_size=4, input_key="x", target_key="label", dtype="float16"
+    )
+    assert res["map"].dtype.numpy_dtype == np.float16
+    np.testing.assert_array_equal(res.read("target"), label)
+    ref = np.asarray(ig(w, x, label)).astype(np.float16)
+    np.testing.assert_allclose(res.read("map").astype(np.float32), ref, rtol=1e-3, atol=1e-3)
+
+
+def test_stochastic_results_come_from_the_example_index_not_the_batch(data, tmp_path):
+    src, x, _, w = data
+    sg = xaijax.smooth(xaijax.gradient(f), num_samples=3, chunk_size=3)
+    key = jax.random.key(7)
+    maps = [
+        explain_dataset(sg, w, src, tmp_path / f"b{b}", batch_size=b, input_key="x", key=key)
+        for b in (4, 8, 12)
+    ]
+    for m in maps[1:]:
+        np.testing.assert_allclose(m.read("map"), maps[0].read("map"), rtol=1e-5, atol=1e-6)
+    # the oracle: example i alone with the key fold_in(key, i)
+    for i in (0, 13, 20):
+        one = sg(w, x[i : i + 1], key=jax.random.fold_in(key, i))
+        np.testing.assert_allclose(maps[0].read("map", i), np.asarray(one[0]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(xaijax.errors.MissingKeyError):
+        explain_dataset(sg, w, src, tmp_path / "nokey", batch_size=4, input_key="x")
+
+
+class Pair(NamedTuple):
+    grad: jax.Array
+    score: jax.Array
+
+
+def test_a_namedtuple_result_is_one_array_per_field(data, tmp_path):
+    src, x, _, w = data
+
+    def both(params, xx, target):
+        g = xaijax.gradient(f).run(params, xx, target)
+        return Pair(g, f(params, xx)[jnp.arange(len(xx)), target])
+
+    res = explain_dataset(
+        xaijax.explainer(both, f), w, src, tmp_path / "s", batch_size=4, input_key="x"
+    )
+    assert set(res.names) == {"index", "target", "grad", "score"}
+    np.testing.assert_allclose(res.read("score"), np.max(np.asarray(f(w, x)), -1), rtol=1e-6)
+
+
+def test_the_explain_program_holds_no_collective(data):
+    src, x, _, w = data
+    mesh = _run._default_mesh()
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(("batch",)))
+    xs = jax.device_put(jnp.asarray(x[:8]), sharding)
+    idx = jax.device_put(jnp.arange(8, dtype=jnp.int32), sharding)
+    cases = {
+        "gradient": (xaijax.gradient(f), None),
+        "integrated_gradients": (xaijax.integrated_gradients(f, steps=4), None),
+        "smooth": (xaijax.smooth(xaijax.gradient(f), num_samples=2), jax.random.key(0)),
+    }
+    for name, (e, key) in cases.items():
+        program = jax.jit(_run._program(e, False), out_shardings=sharding)
+        hlo = program.lower(w, xs, None, idx, key).compile().as_text()
+        found = [op for op in COLLECTIVES if op in hlo]
+        assert not found, f"{name}: {found}"
+        out, _ = program(w, xs, None, idx, key)
+        assert len(out.sharding.device_set) == 4
+
+
+def test_an_exception_in_the_writer_mid_batch_loses_nothing(data, tmp_path, monkeypatch):
+    src, _, _, w = data
+    grad = xaijax.gradient(f)
+    full = explain_dataset(grad, w, src, tmp_path / "full", batch_size=8, input_key="x")
+    calls = []
+    real = _run._write
+
+    def failing(store, start, rows):
+        calls.append(start)
+        if sum(c >= 8 for c in calls) == 4:  # batch 1, after some of its chunks were written
+            raise OSError("disk full (injected)")
+        return real(store, start, rows)
+
+    monkeypatch.setattr(_run, "_write", failing)
+    with pytest.raises(OSError, match="injected"):
+        explain_dataset(grad, w, src, tmp_path / "s", batch_size=8, input_key="x")
+    assert _store.done_batches(str(tmp_path / "s"), 0) == {0}
+    monkeypatch.setattr(_run, "_write", real)
+    finished = []
+    monkeypatch.setattr(_store, "mark_done", lambda p, pid, b: finished.append(b) or None)
+    res = explain_dataset(grad, w, src, tmp_path / "s", batch_size=8, input_key="x")
+    assert finished == [1, 2]  # only the missing batches ran
+    for name in ("index", "target", "map"):
+        np.testing.assert_array_equal(res.read(name), full.read(name))
+
+
+def test_manifest_mismatch_is_a_named_error_and_resume_false_starts_again(data, tmp_path):
+    src, _, _, w = data
+    out = tmp_path / "s"
+    explain_dataset(xaijax.gradient(f), w, src, out, batch_size=8, input_key="x")
+    with pytest.raises(xaijax.errors.ManifestMismatchError, match="params_fingerprint"):
+        explain_dataset(xaijax.gradient(f), w + 1, src, out, batch_size=8, input_key="x")
+    ig = xaijax.integrated_gradients(f, steps=4)
+    with pytest.raises(xaijax.errors.ManifestMismatchError, match="explainer.*options"):
+        explain_dataset(ig, w, src, out, batch_size=8, input_key="x")
+    with pytest.raises(ValueError, match="batch_size"):  # also a ValueError
+        explain_dataset(xaijax.gradient(f), w, src, out, batch_size=4, input_key="x")
+    res = explain_dataset(ig, w, src, out, batch_size=8, input_key="x", resume=False)
+    assert res.manifest["explainer"] == "integrated_gradients" and res.complete
+
+
+def test_bad_outputs_and_arguments_are_named_errors_before_work(data, tmp_path, monkeypatch):
+    src, _, _, w = data
+    grad = xaijax.gradient(f)
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(_run, "_program", lambda *a: pytest.fail("work started"))
+    with pytest.raises(xaijax.errors.OutputPathError, match="regular file"):
+        explain_dataset(grad, w, src, tmp_path / "file" / "out", batch_size=8, input_key="x")
+    with pytest.raises(xaijax.errors.OutputPathError, match="existing file"):
+        explain_dataset(grad, w, src, tmp_path / "file", batch_size=8, input_key="x")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("x")
+    with pytest.raises(xaijax.errors.OutputPathError, match="not an xaijax store"):
+        explain_dataset(grad, w, src, tmp_path / "other", batch_size=8, input_key="x")
+    bad = [
+        ({"batch_size": 6}, "multiple of the 4 devices"),
+        ({"batch_size": 8, "dtype": "bfloat16"}, "dtype"),
+        ({"batch_size": 8}, "input_key"),  # two fields, none named
+        ({"batch_size": 8, "input_key": "img"}, "not a field"),
+        ({"batch_size": 8, "input_key": "x", "key": jax.random.key(0)}, "deterministic"),
+    ]
+    for kwargs, match in bad:
+        with pytest.raises(xaijax.errors.InvalidArgumentError, match=match):
+            explain_dataset(grad, w, src, tmp_path / "new", **kwargs)
+    with pytest.raises(xaijax.errors.NotAnExplainerError):
+        explain_dataset(f, w, src, tmp_path / "new", batch_size=8, input_key="x")
+    with pytest.raises(xaijax.errors.OutputPathError, match="no xaijax store"):
+        open_results(tmp_path / "other")
+    assert not (tmp_path / "new").exists()
+
+
+_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    import jax
+    jax.config.update("jax_num_cpu_devices", 2)
+    import jax.numpy as jnp, numpy as np, xaijax
+    from xaijax.data import ArraySource
+    from xaijax.pipeline import _run, _store, explain_dataset
+
+    out, log, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    w = jnp.asarray(rng.normal(size=(4, 3)).astype(np.float32))
+
+    writes = []
+    real_write = _run._write
+    def write(store, start, rows):
+        writes.append(start)
+        future = real_write(store, start, rows)
+        if len(writes) == kill_at:  # SIGKILL with this write (and others) in flight
+            os.kill(os.getpid(), signal.SIGKILL)
+        return future
+    _run._write = write
+
+    real_mark = _store.mark_done
+    def mark(path, pid, b):
+        real_mark(path, pid, b)
+        with open(log, "a") as f:
+            f.write(f"{b}\\n")
+    _store.mark_done = mark
+    explain = xaijax.smooth(xaijax.gradient(lambda p, v: v @ p), num_samples=2)
+    explain_dataset(explain, w, ArraySource({"x": x}), out, batch_size=8, key=jax.random.key(3))
+    print("finished", flush=True)
+    """
+)
+
+
+def _child(out, log, kill_at=0):
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.run(
+        [sys.executable, "-c", _CHILD, str(out), str(log), str(kill_at)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path):
+    """64 examples, batches of 8 over 2 devices: 6 writes per batch (index, target, map on each
+    device). Five runs SIGKILL themselves at a random write of their first two batches to do
+    (writes in flight, records pending); each next run resumes, the sixth finishes."""
+    rng = random.Random(0)
+    out, log = tmp_path / "s", tmp_path / "log"
+    progress = []
+    for _ in range(5):
+        run = _child(out, log, kill_at=rng.randint(1, 12))
+        assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
+        progress.append(len(_store.done_batches(str(out), 0)))
+    assert progress == sorted(progress) and 0 < progress[-1] < 8, progress
+    last = _child(out, log)
+    assert last.returncode == 0 and "finished" in last.stdout, last.stderr[-3000:]
+    # no batch ran again once recorded (a kill between a record and its log line could drop a
+    # line, never add one); every batch is recorded
+    done = [int(b) for b in log.read_text().split()]
+    assert len(done) == len(set(done)) and set(done) <= set(range(8)), done
+    res = open_results(out)
+    assert res.complete and _store.done_batches(str(out), 0) == set(range(8))
+    np.testing.assert_array_equal(res.read("index"), np.arange(64))
+    ref = _child(tmp_path / "ref", tmp_path / "reflog")  # uninterrupted, a fresh process
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    expect = open_results(tmp_path / "ref")
+    for name in ("index", "target", "map"):
+        np.testing.assert_array_equal(res.read(name), expect.read(name))
