@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -268,3 +269,109 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path):
     expect = open_results(tmp_path / "ref")
     for name in ("index", "target", "map"):
         np.testing.assert_array_equal(res.read(name), expect.read(name))
+
+
+_PROCESS = textwrap.dedent(
+    """
+    import sys
+    import jax
+    jax.config.update("jax_num_cpu_devices", 2)
+    pid, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=pid,
+        initialization_timeout=60,
+    )
+    import jax.numpy as jnp, numpy as np, xaijax
+    from xaijax.data import ArraySource
+    from xaijax.pipeline import _store, explain_dataset
+    real = _store.mark_done
+    def mark(path, pid, b):
+        real(path, pid, b)
+        print("done", b, flush=True)
+    _store.mark_done = mark
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(21, 5)).astype(np.float32)
+    w = jnp.asarray(rng.normal(size=(5, 3)).astype(np.float32))
+    sg = xaijax.smooth(xaijax.gradient(lambda p, v: jnp.tanh(v @ p)), num_samples=3)
+    res = explain_dataset(sg, w, ArraySource({"x": x}), out, batch_size=8, key=jax.random.key(7))
+    print("ok", jax.process_index(), jax.device_count(), res.complete, flush=True)
+    jax.distributed.shutdown()
+    """
+)
+
+
+def test_two_processes_write_one_store_equal_to_one_process(tmp_path):
+    """2 processes x 2 CPU devices (jax.distributed on 127.0.0.1) against this process's 4
+    devices: the same store, a stochastic explainer included."""
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(sys.path))
+    out = tmp_path / "two"
+
+    def run_both():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _PROCESS, str(i), str(port), str(out)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(2)
+        ]
+        try:
+            results = [p.communicate(timeout=180) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+        for i, (p, (stdout, stderr)) in enumerate(zip(procs, results, strict=True)):
+            assert p.returncode == 0, stderr[-3000:]
+            assert f"ok {i} 4 True" in stdout
+        return [sorted(int(w) for w in re.findall(r"done (\d+)", o)) for o, _ in results]
+
+    assert run_both() == [[0, 1, 2], [0, 1, 2]]
+    # process 1's record of batch 1 lost: both processes agree to run batch 1 (and only it)
+    os.remove(_store.done_path(str(out), 1, 1))
+    assert run_both() == [[1], [1]]
+    two = open_results(out)
+    assert two.manifest["process_count"] == 2
+    assert all(_store.done_batches(str(out), p) == {0, 1, 2} for p in (0, 1))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(21, 5)).astype(np.float32)
+    w = jnp.asarray(rng.normal(size=(5, 3)).astype(np.float32))
+    sg = xaijax.smooth(xaijax.gradient(lambda p, v: jnp.tanh(v @ p)), num_samples=3)
+    one = explain_dataset(
+        sg, w, ArraySource({"x": x}), tmp_path / "one", batch_size=8, key=jax.random.key(7)
+    )
+    np.testing.assert_array_equal(two.read("index"), np.arange(21))
+    np.testing.assert_array_equal(two.read("target"), one.read("target"))
+    np.testing.assert_allclose(two.read("map"), one.read("map"), rtol=1e-6, atol=1e-7)
+
+
+def test_non_finite_or_overflowing_maps_are_named_errors_and_not_recorded(data, tmp_path):
+    src, x, _, w = data
+    big = xaijax.gradient(lambda p, v: 1e6 * (v @ p))
+    with pytest.raises(xaijax.errors.NonFiniteOutputError, match="float32"):
+        explain_dataset(big, w, src, tmp_path / "h", batch_size=8, input_key="x", dtype="float16")
+    assert _store.done_batches(str(tmp_path / "h"), 0) == set()
+    # an example whose gradient is NaN (sqrt at 0), found after the first batch
+    xs = x.copy()
+    xs[17] = 0.0
+    root = xaijax.gradient(lambda p, v: jnp.sqrt(jnp.sum(v * v, -1, keepdims=True)) + v @ p)
+    with pytest.raises(xaijax.errors.NonFiniteOutputError, match=r"examples \[17\]"):
+        explain_dataset(root, w, ArraySource({"x": xs}), tmp_path / "n", batch_size=8)
+    assert _store.done_batches(str(tmp_path / "n"), 0) == {0, 1}
+
+
+def test_a_source_smaller_than_the_device_count_is_padded(data, tmp_path):
+    src, x, _, w = data
+    small = ArraySource({"x": x[:3]})
+    res = explain_dataset(xaijax.gradient(f), w, small, tmp_path / "s", batch_size=4)
+    np.testing.assert_array_equal(res.read("index"), np.arange(3))
+    ref = np.asarray(xaijax.gradient(f)(w, x[:3]))
+    np.testing.assert_allclose(res.read("map"), ref, rtol=1e-5, atol=1e-6)

@@ -162,6 +162,22 @@ def _names(out_tree, result: str) -> list[str]:
     return names
 
 
+def _replicate(tree, replicated: NamedSharding):
+    """``tree`` on every device of the mesh; from host values when the mesh spans processes
+    (``device_put`` cannot place a local jax array on other processes' devices)."""
+    if replicated.is_fully_addressable:
+        return jax.device_put(tree, replicated)
+
+    def one(a):
+        if jax.dtypes.issubdtype(getattr(a, "dtype", None), jax.dtypes.prng_key):
+            data = one(jax.random.key_data(a))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+        host = np.asarray(a)
+        return jax.make_array_from_callback(host.shape, replicated, lambda i: host[i])
+
+    return jax.tree_util.tree_map(one, tree)
+
+
 def _global(parts, sharding, shape, devices):
     arrays = [jax.device_put(p, d) for p, d in zip(parts, devices, strict=True)]
     return jax.make_array_from_single_device_arrays(shape, sharding, arrays)
@@ -376,8 +392,8 @@ def explain_dataset(
     todo = [int(b) for b in np.flatnonzero(~done)]
 
     program = jax.jit(f, out_shardings=sharding)
-    params_g = jax.device_put(params, replicated)
-    key_g = jax.device_put(key, replicated) if e.stochastic else None
+    params_g = _replicate(params, replicated)
+    key_g = _replicate(key, replicated) if e.stochastic else None
     reader = _Reader(source, n, batch_size, blocks, todo, fields, prefetch)
     pending = None
     try:
@@ -408,29 +424,47 @@ def _finish(path, pid, stores, names, n, batch_size, b, outs) -> None:
     columns = [("target", target)] + list(
         zip(names, jax.tree_util.tree_leaves(result), strict=True)
     )
-    futures = []
+    rows = []  # (store name, first global row, data) of this process's devices
     starts = set()
     for name, arr in columns:
         for shard in arr.addressable_shards:
             sl = shard.index[0]
             start, stop = sl.start or 0, sl.stop or batch_size
             valid = min(stop, n - b * batch_size) - start
-            if valid <= 0:
+            if valid <= 0:  # padding only
                 continue
             g0 = b * batch_size + start
-            data = np.asarray(shard.data)[:valid]
-            futures.append(_write(stores[name], g0, data))
+            with np.errstate(over="ignore"):  # float16 overflow: reported just below
+                data = np.asarray(shard.data)[:valid].astype(stores[name].dtype.numpy_dtype)
+            if jnp.issubdtype(data.dtype, jnp.inexact) and not np.all(np.isfinite(data)):
+                _non_finite(name, data, g0, np.asarray(shard.data)[:valid])
+            rows.append((name, g0, data))
             if (start, valid) not in starts:
                 starts.add((start, valid))
-                futures.append(_write(stores["index"], g0, np.arange(g0, g0 + valid)))
+                rows.append(("index", g0, np.arange(g0, g0 + valid)))
+    futures = [_write(stores[name], g0, data) for name, g0, data in rows]
     for fut in futures:
         fut.commit.result()
     _store.mark_done(path, pid, b)
 
 
+def _non_finite(name: str, stored: np.ndarray, g0: int, computed: np.ndarray) -> None:
+    bad = g0 + np.flatnonzero(~np.isfinite(stored).reshape(len(stored), -1).all(axis=1))
+    if np.all(np.isfinite(computed)):
+        raise errors.NonFiniteOutputError(
+            f"`{name}` of examples {bad[:8].tolist()} overflows float16 (|value| > 65504): "
+            "store it with `dtype='float32'`."
+        )
+    raise errors.NonFiniteOutputError(
+        f"The explainer produced NaN or Inf in `{name}` for examples {bad[:8].tolist()} (the "
+        "model's scores or their gradients are not finite there); nothing of this batch was "
+        "recorded. Check those inputs, e.g. with `explainer(params, x[i:i+1])`."
+    )
+
+
 def _write(store, start: int, data: np.ndarray):
     """One write of rows ``[start, start + len(data))`` (a future; a seam for tests)."""
-    return store[start : start + len(data)].write(data.astype(store.dtype.numpy_dtype))
+    return store[start : start + len(data)].write(data)
 
 
 def _sync(name: str) -> None:
