@@ -375,3 +375,22 @@ def test_a_source_smaller_than_the_device_count_is_padded(data, tmp_path):
     np.testing.assert_array_equal(res.read("index"), np.arange(3))
     ref = np.asarray(xaijax.gradient(f)(w, x[:3]))
     np.testing.assert_allclose(res.read("map"), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_a_grain_source_on_the_callers_mesh_with_a_closing_line(data, tmp_path, capsys):
+    grain = pytest.importorskip("grain")
+    src, x, _, w = data
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:2]), ("data",))
+    ds = grain.MapDataset.source(src)
+    res = explain_dataset(
+        xaijax.gradient(f), w, ds, tmp_path / "s", batch_size=6, input_key="x", mesh=mesh
+    )
+    assert res.manifest["devices"] == 2 and res["map"].chunk_layout.write_chunk.shape == (3, D)
+    np.testing.assert_allclose(
+        res.read("map"), np.asarray(xaijax.gradient(f)(w, x)), rtol=1e-5, atol=1e-6
+    )
+    assert f"{N} examples explained in" in capsys.readouterr().err
+    again = explain_dataset(
+        xaijax.gradient(f), w, ds, tmp_path / "s", batch_size=6, input_key="x", mesh=mesh
+    )
+    assert again.complete and "0 examples explained in" in capsys.readouterr().err

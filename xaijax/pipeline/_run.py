@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 import os
 import queue
+import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -200,6 +202,7 @@ def explain_dataset(
     dtype: str = "float32",
     resume: bool = True,
     prefetch: int = 2,
+    progress: bool = True,
 ) -> _store.Results:
     """Explains every example of ``source`` into a resumable zarr v3 store at ``out``.
 
@@ -232,6 +235,8 @@ def explain_dataset(
       resume: continue the store at ``out`` (its manifest must match this run); ``False``
         deletes an existing store there first.
       prefetch: batches read ahead of the devices (>= 1).
+      progress: on process 0, a tqdm bar of examples (examples/s, ETA) and a closing line on
+        stderr (examples, seconds, examples/s, store size).
 
     Returns:
       :func:`open_results` of the store: arrays ``[N, ...]`` named ``"index"`` (the example
@@ -251,12 +256,14 @@ def explain_dataset(
       >>> src = ArraySource({"x": np.ones((10, 3), np.float32)})
       >>> import tempfile, os; out = os.path.join(tempfile.mkdtemp(), "maps")
       >>> res = xaijax.pipeline.explain_dataset(
-      ...     xaijax.gradient(lambda p, x: x @ p), jnp.eye(3), src, out, batch_size=4)
+      ...     xaijax.gradient(lambda p, x: x @ p), jnp.eye(3), src, out, batch_size=4,
+      ...     progress=False)
       >>> res.read("map", slice(0, 2)).tolist(), res.read("target").tolist()[:3]
       ([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], [0, 0, 0])
     """
     e = _explainer.as_explainer(explainer, "explain_dataset")
     path = _store.check_out(out)
+    _store._ts()  # MissingDependencyError before any work
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise errors.InvalidArgumentError(
             f"`batch_size` must be a positive integer, got {batch_size!r}."
@@ -394,6 +401,9 @@ def explain_dataset(
     program = jax.jit(f, out_shardings=sharding)
     params_g = _replicate(params, replicated)
     key_g = _replicate(key, replicated) if e.stochastic else None
+    sizes = {b: min(batch_size, n - b * batch_size) for b in todo}
+    bar = _bar(progress and pid == 0, n, n - sum(sizes.values()), e.name)
+    started = time.perf_counter()
     reader = _Reader(source, n, batch_size, blocks, todo, fields, prefetch)
     pending = None
     try:
@@ -408,13 +418,44 @@ def explain_dataset(
             outs = program(params_g, xg, tg, ig, key_g)  # dispatched; runs while we write
             if pending is not None:
                 _finish(path, pid, stores, names, n, batch_size, *pending)
+                bar.update(sizes[pending[0]])
             pending = (b, outs)
         if pending is not None:
             _finish(path, pid, stores, names, n, batch_size, *pending)
+            bar.update(sizes[pending[0]])
     finally:
         reader.close()
+        bar.close()
     _sync("xaijax.pipeline.finished")
+    if progress and pid == 0:
+        seconds = time.perf_counter() - started
+        done_now = sum(sizes.values())
+        print(
+            f"explain_dataset: {done_now} examples explained in {seconds:.1f} s "
+            f"({done_now / max(seconds, 1e-9):.1f} examples/s; {n - done_now} were already "
+            f"done); store {path} ({_store.size_bytes(path) / 2**20:.1f} MiB)",
+            file=sys.stderr,
+        )
     return _store.Results(path)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(show: bool, total: int, initial: int, name: str):
+    """A tqdm bar of examples (examples/s, ETA), or nothing when hidden or tqdm is missing."""
+    if not show:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, initial=initial, unit="ex", desc=f"explain {name}", dynamic_ncols=True)
 
 
 def _finish(path, pid, stores, names, n, batch_size, b, outs) -> None:

@@ -27,9 +27,19 @@ FORMAT = "xaijax.pipeline/1"
 
 
 def _ts():
-    import tensorstore as ts  # installed with orbax-checkpoint
-
+    try:
+        import tensorstore as ts  # installed with orbax-checkpoint
+    except ImportError as e:
+        raise errors.MissingDependencyError(
+            "xaijax.pipeline writes its stores through tensorstore, which is not installed: "
+            "`pip install 'xaijax[pipeline]'` (or `pip install tensorstore`)."
+        ) from e
     return ts
+
+
+def size_bytes(path: str) -> int:
+    """Bytes of the files under ``path``."""
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
 def _spec(path: str) -> dict:
