@@ -394,3 +394,39 @@ def test_a_grain_source_on_the_callers_mesh_with_a_closing_line(data, tmp_path, 
         xaijax.gradient(f), w, ds, tmp_path / "s", batch_size=6, input_key="x", mesh=mesh
     )
     assert again.complete and "0 examples explained in" in capsys.readouterr().err
+
+
+def test_bad_values_in_later_batches_are_named_errors(data, tmp_path):
+    src, x, label, w = data
+    xs, ys = x.copy(), label.copy()
+    xs[18, 2] = np.nan
+    with pytest.raises(xaijax.errors.NonFiniteInputError, match=r"\[18\]"):
+        explain_dataset(xaijax.gradient(f), w, ArraySource({"x": xs}), tmp_path / "a", batch_size=8)
+    ys[13] = C
+    with pytest.raises(xaijax.errors.TargetOutOfRangeError, match=r"\[13\]"):
+        explain_dataset(
+            xaijax.gradient(f),
+            w,
+            ArraySource({"x": x, "y": ys}),
+            tmp_path / "b",
+            batch_size=8,
+            input_key="x",
+            target_key="y",
+        )
+    assert _store.done_batches(str(tmp_path / "b"), 0) == {0}
+
+
+def test_a_store_recreated_after_an_interrupted_clear_keeps_no_old_record(data, tmp_path):
+    src, _, _, w = data
+    out = tmp_path / "s"
+    explain_dataset(xaijax.gradient(f), w, src, out, batch_size=8, input_key="x")
+    os.remove(out / "manifest.json")  # as if killed inside clear() (the manifest goes first)
+    ig = xaijax.integrated_gradients(f, steps=2)
+    ran = []
+    real = _store.mark_done
+    try:
+        _store.mark_done = lambda p, pid, b: ran.append(b) or real(p, pid, b)
+        res = explain_dataset(ig, w, src, out, batch_size=8, input_key="x")
+    finally:
+        _store.mark_done = real
+    assert ran == [0, 1, 2] and res.manifest["explainer"] == "integrated_gradients"

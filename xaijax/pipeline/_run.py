@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from xaijax import _explainer, errors
+from xaijax import _explainer, _model, errors
 from xaijax import _validation as v
 from xaijax.pipeline import _store
 from xaijax.typing import Params
@@ -78,7 +78,8 @@ class _Reader:
 
     _END = object()
 
-    def __init__(self, source, n, batch_size, blocks, todo, fields, depth):
+    def __init__(self, source, n, batch_size, blocks, todo, fields, depth, check=None):
+        self._check = check
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         args = (source, n, batch_size, blocks, todo, fields)
@@ -101,6 +102,8 @@ class _Reader:
                     [np.arange(b * batch_size + s, b * batch_size + e) for s, e in blocks]
                 )
                 data = _read(source, np.minimum(idx, n - 1))
+                if self._check is not None:
+                    self._check(idx, data)
                 if not self._put((b, idx, {k: data[k] for k in fields})):
                     return
             self._put(self._END)
@@ -404,10 +407,40 @@ def explain_dataset(
     sizes = {b: min(batch_size, n - b * batch_size) for b in todo}
     bar = _bar(progress and pid == 0, n, n - sum(sizes.values()), e.name)
     started = time.perf_counter()
-    reader = _Reader(source, n, batch_size, blocks, todo, fields, prefetch)
+    num_classes = _model.num_classes(e.model, params, jnp.asarray(x0))
+
+    def check(idx, data):  # on the reader thread: every batch, on the host
+        x = data[input_key]
+        if jnp.issubdtype(x.dtype, jnp.inexact):
+            ok = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+            if not ok.all():
+                raise errors.NonFiniteInputError(
+                    f"`source` examples {idx[~ok][:8].tolist()} hold NaN or Inf in "
+                    f"{input_key!r}: fix or drop them (e.g. a filtered source)."
+                )
+        if target_key:
+            t = data[target_key]
+            bad = (t < 0) | (t >= num_classes)
+            if bad.any():
+                raise errors.TargetOutOfRangeError(
+                    f"`source` examples {idx[bad][:8].tolist()} have {target_key!r} = "
+                    f"{t[bad][:8].tolist()}, outside the model's {num_classes} classes "
+                    f"[0, {num_classes})."
+                )
+
+    reader = _Reader(source, n, batch_size, blocks, todo, fields, prefetch, check)
     pending = None
+    batches = iter(reader)
     try:
-        for b, idx, data in reader:
+        while True:
+            try:
+                b, idx, data = next(batches)
+            except StopIteration:
+                break
+            except Exception:
+                if pending is not None:  # keep the batch already computed, then report
+                    _finish(path, pid, stores, names, n, batch_size, *pending)
+                raise
             parts = np.split(np.arange(len(idx)), np.cumsum([t - s for s, t in blocks])[:-1])
             xg = _global([data[input_key][p] for p in parts], sharding, gshape, devices)
             tg = None

@@ -150,6 +150,7 @@ def clear(path: str, manifest: dict) -> None:
 def create(path: str, manifest: dict) -> None:
     """Creates the arrays of ``manifest`` (replacing any), then the manifest itself, last."""
     ts = _ts()
+    shutil.rmtree(os.path.join(path, DONE), ignore_errors=True)  # no record outlives its store
     os.makedirs(os.path.join(path, DONE), exist_ok=True)
     for name, a in manifest["arrays"].items():
         ts.open(
