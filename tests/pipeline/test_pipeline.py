@@ -158,6 +158,17 @@ def test_manifest_mismatch_is_a_named_error_and_resume_false_starts_again(data, 
     ig = xaijax.integrated_gradients(f, steps=4)
     with pytest.raises(xaijax.errors.ManifestMismatchError, match="explainer.*options"):
         explain_dataset(ig, w, src, out, batch_size=8, input_key="x")
+    sm = xaijax.smooth(xaijax.integrated_gradients(f, steps=4), num_samples=2)
+    explain_dataset(sm, w, src, tmp_path / "sm", batch_size=8, input_key="x", key=jax.random.key(0))
+    sm8 = xaijax.smooth(xaijax.integrated_gradients(f, steps=8), num_samples=2)
+    with pytest.raises(xaijax.errors.ManifestMismatchError, match="inner"):  # wrapped options
+        explain_dataset(
+            sm8, w, src, tmp_path / "sm", batch_size=8, input_key="x", key=jax.random.key(0)
+        )
+    with pytest.raises(xaijax.errors.ManifestMismatchError, match="key_fingerprint"):
+        explain_dataset(
+            sm, w, src, tmp_path / "sm", batch_size=8, input_key="x", key=jax.random.key(1)
+        )
     with pytest.raises(ValueError, match="batch_size"):  # also a ValueError
         explain_dataset(xaijax.gradient(f), w, src, out, batch_size=4, input_key="x")
     res = explain_dataset(ig, w, src, out, batch_size=8, input_key="x", resume=False)

@@ -103,7 +103,7 @@ class _Reader:
                 )
                 data = _read(source, np.minimum(idx, n - 1))
                 if self._check is not None:
-                    self._check(idx, data)
+                    self._check(np.minimum(idx, n - 1), data)
                 if not self._put((b, idx, {k: data[k] for k in fields})):
                     return
             self._put(self._END)
@@ -360,6 +360,7 @@ def explain_dataset(
         "result": e.result,
         "options": _store.jsonable(dict(e.options)),
         "bound": _store.jsonable(dict(e.bound)),
+        "inner": _describe(e.inner),
         "params_fingerprint": _store.fingerprint_arrays(jax.tree_util.tree_leaves(params)),
         "key_fingerprint": (
             _store.fingerprint_arrays([jax.random.key_data(key)]) if e.stochastic else None
@@ -546,6 +547,18 @@ def _sync(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
+
+
+def _describe(e: _explainer.Explainer | None) -> dict | None:
+    """The wrapped explainers' names and options (``smooth(integrated_gradients)``'s steps)."""
+    if e is None:
+        return None
+    return {
+        "name": e.name,
+        "options": _store.jsonable(dict(e.options)),
+        "bound": _store.jsonable(dict(e.bound)),
+        "inner": _describe(e.inner),
+    }
 
 
 def _version() -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from typing import Any
@@ -114,7 +115,7 @@ def jsonable(value: Any) -> Any:
         return {"array": list(np.shape(value)), "fingerprint": fingerprint_arrays([value])}
     if callable(value):
         return getattr(value, "__qualname__", getattr(value, "__name__", repr(value)))
-    return repr(value)
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(value))  # no memory address: stable on resume
 
 
 def read_manifest(path: str) -> dict | None:
