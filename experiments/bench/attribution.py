@@ -39,11 +39,13 @@ has no difference column: the two libraries draw different noise.
 samples, no peak-memory subprocesses): its numbers mean nothing. ``--out`` writes the table
 elsewhere than experiments/results/bench_attribution.md.
 
-Expected runtime: about 20 minutes with ``--quick --x64`` on the 2-core CPU machine (Captum's
-occlusion and IG dominate); ``--smoke`` about 1 minute (3 with ``--x64``). The last result, in
-experiments/results/bench_attribution.md (and _x64.md) and the README, was measured before
-Core v2 with the columns "1 dev" and "default" (import-time devices, batch placed by xaijax);
-it is pending a rerun with the columns "1 device" and "opt-in".
+Expected runtime: about 9 minutes with ``--quick`` and 15 with ``--quick --x64`` on the 2-core
+CPU machine (Captum's occlusion and IG dominate); ``--smoke`` about 1 minute (3 with ``--x64``).
+Last results (2026-11-30, quiet VM, after Core v2): experiments/results/bench_attribution.md
+(``--quick``) and bench_attribution_x64.md (``--quick --x64``, written with
+``--out experiments/results/bench_attribution_x64.md``), both in the README. The tables before
+them (2026-11-22, columns "1 dev" and "default": import-time devices, batch placed by xaijax)
+are in git history.
 """
 
 from __future__ import annotations
