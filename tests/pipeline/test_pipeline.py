@@ -99,7 +99,8 @@ def test_a_namedtuple_result_is_one_array_per_field(data, tmp_path):
     res = explain_dataset(
         xaijax.explainer(both, f), w, src, tmp_path / "s", batch_size=4, input_key="x"
     )
-    assert set(res.names) == {"index", "target", "grad", "score"}
+    tops = {"top_classes", "top_probabilities"}
+    assert set(res.names) == {"index", "target", "grad", "score"} | tops
     np.testing.assert_allclose(res.read("score"), np.max(np.asarray(f(w, x)), -1), rtol=1e-6)
 
 
@@ -109,18 +110,26 @@ def test_the_explain_program_holds_no_collective(data):
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(("batch",)))
     xs = jax.device_put(jnp.asarray(x[:8]), sharding)
     idx = jax.device_put(jnp.arange(8, dtype=jnp.int32), sharding)
+    mask = jax.device_put(jnp.asarray(x[:8] > 0), sharding)  # top-k and metrics: per example
     cases = {
         "gradient": (xaijax.gradient(f), None),
         "integrated_gradients": (xaijax.integrated_gradients(f, steps=4), None),
         "smooth": (xaijax.smooth(xaijax.gradient(f), num_samples=2), jax.random.key(0)),
     }
     for name, (e, key) in cases.items():
-        program = jax.jit(_run._program(e, False), out_shardings=sharding)
-        hlo = program.lower(w, xs, None, idx, key).compile().as_text()
+        program = jax.jit(_run._program(e, False, 2, True), out_shardings=sharding)
+        hlo = program.lower(w, xs, None, idx, key, mask).compile().as_text()
         found = [op for op in COLLECTIVES if op in hlo]
         assert not found, f"{name}: {found}"
-        out, _ = program(w, xs, None, idx, key)
+        out, extras = program(w, xs, None, idx, key, mask)
         assert len(out.sharding.device_set) == 4
+        assert set(extras) == {
+            "target",
+            "top_classes",
+            "top_probabilities",
+            "energy_in_mask",
+            "pointing_game",
+        }
 
 
 def test_an_exception_in_the_writer_mid_batch_loses_nothing(data, tmp_path, monkeypatch):
@@ -255,14 +264,14 @@ def _child(out, log, kill_at=0):
 
 
 def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path):
-    """64 examples, batches of 8 over 2 devices: 6 writes per batch (index, target, map on each
-    device). Five runs SIGKILL themselves at a random write of their first two batches to do
+    """64 examples, batches of 8 over 2 devices: 10 writes per batch (index, target, top classes,
+    top probabilities, map on each device). Five runs SIGKILL themselves at a random write of their first two batches to do
     (writes in flight, records pending); each next run resumes, the sixth finishes."""
     rng = random.Random(0)
     out, log = tmp_path / "s", tmp_path / "log"
     progress = []
     for _ in range(5):
-        run = _child(out, log, kill_at=rng.randint(1, 12))
+        run = _child(out, log, kill_at=rng.randint(1, 20))
         assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
         progress.append(len(_store.done_batches(str(out), 0)))
     assert progress == sorted(progress) and 0 < progress[-1] < 8, progress
@@ -278,7 +287,8 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path):
     ref = _child(tmp_path / "ref", tmp_path / "reflog")  # uninterrupted, a fresh process
     assert ref.returncode == 0, ref.stderr[-3000:]
     expect = open_results(tmp_path / "ref")
-    for name in ("index", "target", "map"):
+    assert res.names == expect.names
+    for name in res.names:
         np.testing.assert_array_equal(res.read(name), expect.read(name))
 
 
@@ -379,13 +389,87 @@ def test_non_finite_or_overflowing_maps_are_named_errors_and_not_recorded(data, 
     assert _store.done_batches(str(tmp_path / "n"), 0) == {0, 1}
 
 
-def test_a_source_smaller_than_the_device_count_is_padded(data, tmp_path):
+def test_a_source_smaller_than_the_device_count_is_a_named_error(data, tmp_path):
     src, x, _, w = data
     small = ArraySource({"x": x[:3]})
-    res = explain_dataset(xaijax.gradient(f), w, small, tmp_path / "s", batch_size=4)
-    np.testing.assert_array_equal(res.read("index"), np.arange(3))
+    with pytest.raises(xaijax.errors.InvalidArgumentError, match="3 examples, fewer than the 4"):
+        explain_dataset(xaijax.gradient(f), w, small, tmp_path / "s", batch_size=4)
+    assert not os.path.exists(tmp_path / "s")  # before any work
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:3]), ("batch",))  # what it advises
+    res = explain_dataset(xaijax.gradient(f), w, small, tmp_path / "s", batch_size=3, mesh=mesh)
     ref = np.asarray(xaijax.gradient(f)(w, x[:3]))
     np.testing.assert_allclose(res.read("map"), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_top_k_probabilities_and_per_example_metrics_against_numpy(data, tmp_path, capsys):
+    src, x, label, w = data
+    mask = np.abs(x) > 0.5
+    source = ArraySource({"x": x, "label": label, "mask": mask})
+    grad = xaijax.gradient(f)
+    res = explain_dataset(
+        grad,
+        w,
+        source,
+        tmp_path / "s",
+        batch_size=8,
+        input_key="x",
+        target_key="label",
+        mask_key="mask",
+        top_k=2,
+    )
+    logits = np.asarray(f(w, x), np.float64)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    order = np.argsort(-p, axis=-1)[:, :2]
+    np.testing.assert_array_equal(res.read("top_classes"), order)
+    np.testing.assert_allclose(
+        res.read("top_probabilities"), np.take_along_axis(p, order, -1), rtol=1e-5
+    )
+    g = np.asarray(grad(w, x, jnp.asarray(label)))
+    pos = np.maximum(g, 0)
+    energy = np.where(mask, pos, 0).sum(-1) / np.where(pos.sum(-1) > 0, pos.sum(-1), 1)
+    np.testing.assert_allclose(res.read("energy_in_mask"), energy, rtol=1e-5, atol=1e-7)
+    hits = mask[np.arange(N), np.argmax(g, -1)]
+    np.testing.assert_array_equal(res.read("pointing_game"), hits)
+    summary = res.summary()
+    assert summary["accuracy"] == pytest.approx(np.mean(order[:, 0] == label))
+    assert summary["pointing_game"] == pytest.approx(hits.mean())
+    assert f"pointing_game {hits.mean():.3f}" in capsys.readouterr().err
+    assert set(res.stats) >= {"seconds", "data_wait_s", "device_wait_s", "write_s"}
+    # top_k above the number of classes stores them all; 0 stores none.
+    res = explain_dataset(grad, w, source, tmp_path / "t", batch_size=8, input_key="x", top_k=9)
+    assert res["top_classes"].shape == (N, C) and res.manifest["top_k"] == C
+    res = explain_dataset(grad, w, source, tmp_path / "u", batch_size=8, input_key="x", top_k=0)
+    assert "top_classes" not in res.names and res.summary() == {}
+
+
+def test_bad_masks_and_top_k_are_named_errors_before_work(data, tmp_path):
+    src, x, label, w = data
+    grad = xaijax.gradient(f)
+    bad = ArraySource({"x": x, "mask": np.ones((N, D + 1), bool)})
+    with pytest.raises(xaijax.errors.InvalidArgumentError, match=r"masks in 'mask' are \[6\]"):
+        explain_dataset(grad, w, bad, tmp_path / "s", batch_size=4, input_key="x", mask_key="mask")
+    with pytest.raises(xaijax.errors.InvalidArgumentError, match="'nope' is not a field"):
+        explain_dataset(grad, w, bad, tmp_path / "s", batch_size=4, input_key="x", mask_key="nope")
+    for k in (-1, 1.5, True):
+        with pytest.raises(xaijax.errors.InvalidArgumentError, match="top_k"):
+            explain_dataset(grad, w, src, tmp_path / "s", batch_size=4, input_key="x", top_k=k)
+
+    def pair(params, xx, target):
+        return Pair(grad.run(params, xx, target), xx[:, 0])
+
+    ok = ArraySource({"x": x, "mask": x > 0})
+    with pytest.raises(xaijax.errors.InvalidArgumentError, match="scores maps"):
+        explain_dataset(
+            xaijax.explainer(pair, f),
+            w,
+            ok,
+            tmp_path / "s",
+            batch_size=4,
+            input_key="x",
+            mask_key="mask",
+        )
+    assert not os.path.exists(tmp_path / "s")
 
 
 def test_a_grain_source_on_the_callers_mesh_with_a_closing_line(data, tmp_path, capsys):

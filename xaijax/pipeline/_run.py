@@ -19,10 +19,18 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from xaijax import _explainer, _model, errors
 from xaijax import _validation as v
+from xaijax.metrics import _localisation
 from xaijax.pipeline import _store
 from xaijax.typing import Params
 
-_RESERVED = ("index", "target")
+_RESERVED = (
+    "index",
+    "target",
+    "top_classes",
+    "top_probabilities",
+    "energy_in_mask",
+    "pointing_game",
+)
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -131,26 +139,61 @@ def _default_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), ("batch",), axis_types=(AxisType.Auto,))
 
 
-def _program(e: _explainer.Explainer, has_target: bool):
-    """``f(params, x, target, index, key) -> (result, resolved target)``, no value checks.
+def _spatial(result, mask, name: str):
+    """The map ``result`` as ``[B, 1, P]`` beside ``mask`` ``[B, 1, P]`` (channels of a map
+    shaped like ``x`` reduced by the sum of ``|a|``), or ``None`` when they do not fit."""
+    r, m = result.shape, mask.shape
+    if r[1:] == m[1:]:
+        s = result
+    elif len(r) == len(m) + 1 and r[1:-1] == m[1:]:
+        s = jnp.abs(result).sum(-1)
+    else:
+        return None
+    flat = (s.shape[0], 1, -1)
+    return s.reshape(flat).astype(jnp.float32), mask.reshape(flat).astype(bool)
 
+
+def _program(e: _explainer.Explainer, has_target: bool, top_k: int, has_mask: bool):
+    """``f(params, x, target, index, key, mask) -> (result, extras)``, no value checks.
+
+    ``extras`` holds the resolved target, the ``top_k`` classes and probabilities (softmax of the
+    head's logits) and, with ground-truth masks, the per-example localisation metrics.
     Stochastic explainers run example by example (``vmap``) with the key
     ``fold_in(key, index)``, so an example's result does not depend on the batch it is in."""
     bound = dict(e.bound)
+    logits_model = e.model.with_score("logit")
 
-    def f(params, x, target, index, key):
-        if not has_target:
-            target = _explainer.resolve_target(e.model, params, x, None)
+    def f(params, x, target, index, key, mask):
+        extras = {}
+        if top_k or not has_target:
+            logits = logits_model.scores(params, x)
+            if not has_target:
+                target = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+            if top_k:
+                probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+                classes = jax.lax.broadcasted_iota(jnp.int32, probs.shape, probs.ndim - 1)
+                # A stable sort, not lax.top_k: XLA has no partitioning rule for TopK and would
+                # gather the whole batch on every device.
+                neg, classes = jax.lax.sort((-probs, classes), dimension=probs.ndim - 1)
+                extras["top_classes"] = classes[..., :top_k]
+                extras["top_probabilities"] = -neg[..., :top_k]
+        extras["target"] = target
         if not e.stochastic:
             xx, tt, kw = e.prepare(params, x, target, dict(bound))
-            return e.run(params, xx, tt, **kw), target
+            result = e.run(params, xx, tt, **kw)
+        else:
 
-        def one(xi, ti, i):
-            kw = {**bound, "key": jax.random.fold_in(key, i)}
-            xx, tt, kw = e.prepare(params, xi[None], ti[None], kw)
-            return jax.tree_util.tree_map(lambda a: a[0], e.run(params, xx, tt, **kw))
+            def one(xi, ti, i):
+                kw = {**bound, "key": jax.random.fold_in(key, i)}
+                xx, tt, kw = e.prepare(params, xi[None], ti[None], kw)
+                return jax.tree_util.tree_map(lambda a: a[0], e.run(params, xx, tt, **kw))
 
-        return jax.vmap(one)(x, target, index), target
+            result = jax.vmap(one)(x, target, index)
+        if has_mask:
+            s, m = _spatial(result, mask, e.result)
+            extras["energy_in_mask"] = _localisation._energy_in_mask(s, m)
+            extras["pointing_game"] = _localisation._pointing_game(s, m, 0.0)
+        return result, extras
 
     return f
 
@@ -206,6 +249,8 @@ def explain_dataset(
     resume: bool = True,
     prefetch: int = 2,
     progress: bool = True,
+    top_k: int = 5,
+    mask_key: str | None = None,
 ) -> _store.Results:
     """Explains every example of ``source`` into a resumable zarr v3 store at ``out``.
 
@@ -239,17 +284,27 @@ def explain_dataset(
         deletes an existing store there first.
       prefetch: batches read ahead of the devices (>= 1).
       progress: on process 0, a tqdm bar of examples (examples/s, ETA) and a closing line on
-        stderr (examples, seconds, examples/s, store size).
+        stderr (examples, seconds, examples/s, store size, the metrics' means).
+      top_k: how many of the most probable classes (softmax of the head's logits) to store per
+        example (``"top_classes"``, ``"top_probabilities"``); ``0``: none.
+      mask_key: a field of ground-truth masks (``[B, *spatial]`` of the map, nonzero = object);
+        when given, every example's ``"energy_in_mask"`` and ``"pointing_game"`` (the
+        :mod:`xaijax.metrics` definitions, no tolerance) are stored too. Maps shaped like
+        ``x`` are reduced over their channel axis by the sum of ``|a|`` first.
 
     Returns:
       :func:`open_results` of the store: arrays ``[N, ...]`` named ``"index"`` (the example
-      index; ``-1`` where not written), ``"target"`` (the class explained) and the result's
-      name (``explainer.result``, e.g. ``"map"``), or one per field of a NamedTuple result.
+      index; ``-1`` where not written), ``"target"`` (the class explained), ``"top_classes"``
+      and ``"top_probabilities"`` (``[N, k]``), ``"energy_in_mask"`` and ``"pointing_game"``
+      (with ``mask_key``) and the result's name (``explainer.result``, e.g. ``"map"``), or one
+      per field of a NamedTuple result. Its ``stats`` hold this run's timings (seconds spent
+      waiting for data, for the devices and writing).
 
     Raises:
       OutputPathError: ``out`` cannot be written (checked before any work).
       ManifestMismatchError: the store at ``out`` was written by a different run.
-      InvalidArgumentError: a bad ``batch_size``, ``dtype``, field name or source.
+      InvalidArgumentError: a bad ``batch_size``, ``dtype``, ``top_k``, field name or mask,
+        or a source with fewer examples than the mesh has devices.
       MissingKeyError / InvalidKeyError: a stochastic explainer without one key.
       Any error the explainer's boundary checks raise on the first batch.
 
@@ -275,6 +330,11 @@ def explain_dataset(
         raise errors.InvalidArgumentError(
             f"`prefetch` must be a positive integer, got {prefetch!r}."
         )
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise errors.InvalidArgumentError(
+            f"`top_k` must be a non-negative integer (0: store no class probabilities), got "
+            f"{top_k!r}."
+        )
     if dtype not in ("float32", "float16"):
         raise errors.InvalidArgumentError(
             f"`dtype` must be 'float32' or 'float16' (how maps are stored), got {dtype!r}."
@@ -286,6 +346,12 @@ def explain_dataset(
             f"`mesh` must be a jax.sharding.Mesh or None, got {type(mesh).__name__}."
         )
     num_devices = int(mesh.devices.size)
+    if n < num_devices:
+        raise errors.InvalidArgumentError(
+            f"`source` holds {n} examples, fewer than the {num_devices} devices of the mesh: "
+            f"pass a mesh of at most {n} devices (e.g. `mesh=jax.sharding.Mesh("
+            f"np.asarray(jax.devices()[:{n}]), ('batch',))`) or explain them with a plain call."
+        )
     if batch_size % num_devices:
         raise errors.InvalidArgumentError(
             f"`batch_size`={batch_size} must be a multiple of the {num_devices} devices of the "
@@ -313,18 +379,28 @@ def explain_dataset(
     first = _read(source, np.minimum(np.arange(*blocks[0]), n - 1))
     input_key = _pick_key(first, input_key, "input_key", True)
     target_key = _pick_key(first, target_key, "target_key", False)
-    fields = [input_key] + ([target_key] if target_key else [])
+    mask_key = _pick_key(first, mask_key, "mask_key", False)
+    fields = [input_key] + [k for k in (target_key, mask_key) if k]
     kwargs = {"key": key} if e.stochastic else {}
     x0 = first[input_key]
     t0 = first[target_key] if target_key else None
     e.prepare(params, x0, t0, {**dict(e.bound), **kwargs})
 
-    f = _program(e, target_key is not None)
+    num_classes = _model.num_classes(e.model, params, jnp.asarray(x0))
+    k = min(top_k, num_classes)
     gshape = (batch_size, *x0.shape[1:])
     x_sds = jax.ShapeDtypeStruct(gshape, x0.dtype)
     t_sds = jax.ShapeDtypeStruct((batch_size,), np.int32) if target_key else None
     i_sds = jax.ShapeDtypeStruct((batch_size,), np.int32)
-    out_shape, tgt_shape = jax.eval_shape(f, params, x_sds, t_sds, i_sds, key)
+    m_sds = None
+    if mask_key:
+        m0 = first[mask_key]
+        m_sds = jax.ShapeDtypeStruct((batch_size, *m0.shape[1:]), m0.dtype)
+        plain = _program(e, target_key is not None, k, False)
+        r_shape, _ = jax.eval_shape(plain, params, x_sds, t_sds, i_sds, key, None)
+        _check_mask_fits(e, r_shape, m0, mask_key)
+    f = _program(e, target_key is not None, k, mask_key is not None)
+    out_shape, extra_shapes = jax.eval_shape(f, params, x_sds, t_sds, i_sds, key, m_sds)
     leaves, _ = jax.tree_util.tree_flatten(out_shape)
     names = _names(out_shape, e.result)
     for name, leaf in zip(names, leaves, strict=True):
@@ -335,10 +411,10 @@ def explain_dataset(
             )
     rows = batch_size // num_devices
 
-    def spec(shape, dt):
+    def spec(shape, dt, store_dtype=dtype):
         dt = np.dtype(dt)
         if jnp.issubdtype(dt, jnp.floating):
-            dt, fill = np.dtype(dtype), "NaN"  # JSON-safe; created as float("nan")
+            dt, fill = np.dtype(store_dtype), "NaN"  # JSON-safe; created as float("nan")
         else:
             fill = False if dt == np.bool_ else 0
         return {
@@ -349,7 +425,8 @@ def explain_dataset(
         }
 
     arrays = {"index": {"shape": [n], "dtype": "int64", "chunks": [rows], "fill": -1}}
-    arrays["target"] = spec(tgt_shape.shape, tgt_shape.dtype)
+    for name, leaf in extra_shapes.items():  # probabilities and metrics stay float32
+        arrays[name] = spec(leaf.shape, leaf.dtype, "float32")
     for name, leaf in zip(names, leaves, strict=True):
         arrays[name] = spec(leaf.shape, leaf.dtype)
     probe = np.unique(np.array([0, n // 2, n - 1]))
@@ -374,6 +451,8 @@ def explain_dataset(
         },
         "input_key": input_key,
         "target_key": target_key,
+        "mask_key": mask_key,
+        "top_k": k,
         "batch_size": batch_size,
         "num_batches": num_batches,
         "devices": num_devices,
@@ -408,7 +487,7 @@ def explain_dataset(
     sizes = {b: min(batch_size, n - b * batch_size) for b in todo}
     bar = _bar(progress and pid == 0, n, n - sum(sizes.values()), e.name)
     started = time.perf_counter()
-    num_classes = _model.num_classes(e.model, params, jnp.asarray(x0))
+    stats = {"data_wait_s": 0.0, "device_wait_s": 0.0, "write_s": 0.0}
 
     def check(idx, data):  # on the reader thread: every batch, on the host
         x = data[input_key]
@@ -432,45 +511,75 @@ def explain_dataset(
     reader = _Reader(source, n, batch_size, blocks, todo, fields, prefetch, check)
     pending = None
     batches = iter(reader)
+
+    def finish(item):
+        _finish(path, pid, stores, names, n, batch_size, *item, stats=stats)
+        bar.update(sizes[item[0]])
+
+    def put(data, key, shape, dtype=None):
+        a = data[key] if dtype is None else data[key].astype(dtype)
+        return _global([a[p] for p in parts], sharding, shape, devices)
+
     try:
         while True:
+            t0 = time.perf_counter()
             try:
                 b, idx, data = next(batches)
             except StopIteration:
                 break
             except Exception:
                 if pending is not None:  # keep the batch already computed, then report
-                    _finish(path, pid, stores, names, n, batch_size, *pending)
+                    finish(pending)
                 raise
+            finally:
+                stats["data_wait_s"] += time.perf_counter() - t0
             parts = np.split(np.arange(len(idx)), np.cumsum([t - s for s, t in blocks])[:-1])
-            xg = _global([data[input_key][p] for p in parts], sharding, gshape, devices)
-            tg = None
-            if target_key:
-                t = data[target_key].astype(np.int32)
-                tg = _global([t[p] for p in parts], sharding, (batch_size,), devices)
+            xg = put(data, input_key, gshape)
+            tg = put(data, target_key, (batch_size,), np.int32) if target_key else None
+            mg = put(data, mask_key, m_sds.shape) if mask_key else None
             ig = _global([idx[p].astype(np.int32) for p in parts], sharding, (batch_size,), devices)
-            outs = program(params_g, xg, tg, ig, key_g)  # dispatched; runs while we write
+            outs = program(params_g, xg, tg, ig, key_g, mg)  # dispatched; runs while we write
             if pending is not None:
-                _finish(path, pid, stores, names, n, batch_size, *pending)
-                bar.update(sizes[pending[0]])
+                finish(pending)
             pending = (b, outs)
         if pending is not None:
-            _finish(path, pid, stores, names, n, batch_size, *pending)
-            bar.update(sizes[pending[0]])
+            finish(pending)
     finally:
         reader.close()
         bar.close()
     _sync("xaijax.pipeline.finished")
+    results = _store.Results(path)
+    seconds = time.perf_counter() - started
+    results.stats = {"seconds": seconds, "examples": sum(sizes.values()), **stats}
     if progress and pid == 0:
-        seconds = time.perf_counter() - started
         done_now = sum(sizes.values())
+        summary = results.summary()
+        means = "".join(f"; {k} {v:.3f}" for k, v in summary.items())
         print(
             f"explain_dataset: {done_now} examples explained in {seconds:.1f} s "
             f"({done_now / max(seconds, 1e-9):.1f} examples/s; {n - done_now} were already "
-            f"done); store {path} ({_store.size_bytes(path) / 2**20:.1f} MiB)",
+            f"done); waited {stats['data_wait_s']:.1f} s for data, "
+            f"{stats['device_wait_s']:.1f} s for the devices, wrote for {stats['write_s']:.1f} s; "
+            f"store {path} ({_store.size_bytes(path) / 2**20:.1f} MiB){means}",
             file=sys.stderr,
         )
-    return _store.Results(path)
+    return results
+
+
+def _check_mask_fits(e, r_shape, m0: np.ndarray, mask_key: str) -> None:
+    if not isinstance(r_shape, jax.ShapeDtypeStruct):
+        raise errors.InvalidArgumentError(
+            f"`mask_key` scores maps, but `{e.name}` returns a {type(r_shape).__name__} "
+            f"({e.result}): drop `mask_key`, or explain with a method that returns a map."
+        )
+    m = (len(m0), *m0.shape[1:])
+    r = (len(m0), *r_shape.shape[1:])
+    if r[1:] != m[1:] and not (len(r) == len(m) + 1 and r[1:-1] == m[1:]):
+        raise errors.InvalidArgumentError(
+            f"The masks in {mask_key!r} are {list(m0.shape[1:])} per example but `{e.name}` "
+            f"returns {list(r_shape.shape[1:])} per example: give masks of the map's spatial "
+            "shape (the map's shape without its channel axis)."
+        )
 
 
 class _NoBar:
@@ -492,11 +601,15 @@ def _bar(show: bool, total: int, initial: int, name: str):
     return tqdm(total=total, initial=initial, unit="ex", desc=f"explain {name}", dynamic_ncols=True)
 
 
-def _finish(path, pid, stores, names, n, batch_size, b, outs) -> None:
+def _finish(path, pid, stores, names, n, batch_size, b, outs, *, stats) -> None:
     """Writes process ``pid``'s rows of batch ``b`` (never the padding), waits until every
     write is committed, then records the batch done."""
-    result, target = outs
-    columns = [("target", target)] + list(
+    result, extras = outs
+    t0 = time.perf_counter()
+    jax.block_until_ready(outs)
+    stats["device_wait_s"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    columns = list(extras.items()) + list(
         zip(names, jax.tree_util.tree_leaves(result), strict=True)
     )
     rows = []  # (store name, first global row, data) of this process's devices
@@ -521,6 +634,7 @@ def _finish(path, pid, stores, names, n, batch_size, b, outs) -> None:
     for fut in futures:
         fut.commit.result()
     _store.mark_done(path, pid, b)
+    stats["write_s"] += time.perf_counter() - t0
 
 
 def _non_finite(name: str, stored: np.ndarray, g0: int, computed: np.ndarray) -> None:

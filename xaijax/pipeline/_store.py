@@ -205,6 +205,8 @@ class Results:
       path: the store's directory.
       manifest: the run's manifest (explainer, options, fingerprints, arrays).
       names: the arrays held (``"index"``, ``"target"`` and one per output).
+      stats: the timings of the run that returned it (``seconds``, ``examples``,
+        ``data_wait_s``, ``device_wait_s``, ``write_s``); empty when opened later.
     """
 
     def __init__(self, path: str):
@@ -219,6 +221,7 @@ class Results:
         self.manifest = manifest
         self.names = tuple(manifest["arrays"])
         self._arrays = open_arrays(path, self.names)
+        self.stats: dict[str, float] = {}
 
     def __len__(self) -> int:
         return int(self.manifest["source"]["len"])
@@ -237,6 +240,22 @@ class Results:
     def example(self, i: int) -> dict[str, np.ndarray]:
         """Every array at example ``i``."""
         return {n: self.read(n, int(i)) for n in self.names}
+
+    def summary(self) -> dict[str, float]:
+        """Means over the examples written: ``energy_in_mask`` and ``pointing_game`` (with a
+        ``mask_key``) and ``accuracy`` (top class equal to the target field, with a
+        ``target_key`` and ``top_k``); empty when the store holds none of them."""
+        written = self.read("index") >= 0
+        out = {}
+        if not written.any():
+            return out
+        if self.manifest.get("target_key") and "top_classes" in self.names:
+            top = self.read("top_classes")[written, 0]
+            out["accuracy"] = float(np.mean(top == self.read("target")[written]))
+        for name in ("energy_in_mask", "pointing_game"):
+            if name in self.names:
+                out[name] = float(np.mean(self.read(name)[written]))
+        return out
 
     @property
     def complete(self) -> bool:
