@@ -265,8 +265,9 @@ def _child(out, log, kill_at=0):
 
 def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path):
     """64 examples, batches of 8 over 2 devices: 10 writes per batch (index, target, top classes,
-    top probabilities, map on each device). Five runs SIGKILL themselves at a random write of their first two batches to do
-    (writes in flight, records pending); each next run resumes, the sixth finishes."""
+    top probabilities, map on each device). Five runs SIGKILL themselves at a random write of
+    their first two batches to do (writes in flight, records pending); each next run resumes,
+    the sixth finishes."""
     rng = random.Random(0)
     out, log = tmp_path / "s", tmp_path / "log"
     progress = []
