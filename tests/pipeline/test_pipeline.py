@@ -444,6 +444,18 @@ def test_top_k_probabilities_and_per_example_metrics_against_numpy(data, tmp_pat
     assert "top_classes" not in res.names and res.summary() == {}
 
 
+def test_a_second_run_of_the_same_explainer_compiles_nothing(data, tmp_path):
+    src, x, _, w = data
+    grad = xaijax.gradient(f)
+    first = explain_dataset(grad, w, src, tmp_path / "a", batch_size=8, input_key="x")
+    second = explain_dataset(grad, w, src, tmp_path / "b", batch_size=8, input_key="x")
+    (programs,) = [p for (e, *_), p in _run._PROGRAMS.items() if e is grad]
+    assert programs._cache_size() == 1
+    np.testing.assert_array_equal(first.read("map"), second.read("map"))
+    explain_dataset(grad, w, src, tmp_path / "c", batch_size=4, input_key="x")  # new shape
+    assert programs._cache_size() == 2
+
+
 def test_bad_masks_and_top_k_are_named_errors_before_work(data, tmp_path):
     src, x, label, w = data
     grad = xaijax.gradient(f)

@@ -9,6 +9,7 @@ import queue
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -196,6 +197,23 @@ def _program(e: _explainer.Explainer, has_target: bool, top_k: int, has_mask: bo
         return result, extras
 
     return f
+
+
+#: The jitted programs of the last few (explainer, settings, sharding), so another run of the
+#: same explainer (a notebook's second store, a resumed run in the same process) compiles
+#: nothing. Bounded: the programs hold their explainers and compiled executables alive.
+_PROGRAMS: OrderedDict = OrderedDict()
+_MAX_PROGRAMS = 8
+
+
+def _compiled(e: _explainer.Explainer, f, flags: tuple, sharding: NamedSharding):
+    key = (e, flags, sharding)  # explainers hash by identity
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = jax.jit(f, out_shardings=sharding)
+        while len(_PROGRAMS) > _MAX_PROGRAMS:
+            _PROGRAMS.popitem(last=False)
+    _PROGRAMS.move_to_end(key)
+    return _PROGRAMS[key]
 
 
 def _names(out_tree, result: str) -> list[str]:
@@ -481,7 +499,7 @@ def explain_dataset(
         done = np.all(multihost_utils.process_allgather(done), axis=0)
     todo = [int(b) for b in np.flatnonzero(~done)]
 
-    program = jax.jit(f, out_shardings=sharding)
+    program = _compiled(e, f, (target_key is not None, k, mask_key is not None), sharding)
     params_g = _replicate(params, replicated)
     key_g = _replicate(key, replicated) if e.stochastic else None
     sizes = {b: min(batch_size, n - b * batch_size) for b in todo}
