@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xaijax import errors
+from xaijax import errors, pipeline
 from xaijax.cli import _methods, demo
 
 
@@ -38,6 +38,19 @@ def test_small_demo_writes_a_complete_report(tmp_path, capsys):
         assert f"<code>{name}</code>" in page
     width, height = Image.open(out / "figure.png").size
     assert 600 < width <= 1400 and height < width
+    # The whole test set went through the pipeline: its store holds Grad-CAM of every image.
+    d = summary["dataset"]
+    res = pipeline.open_results(d["store"])
+    assert res.complete and d["store"] in printed and "test_set" in report
+    assert d["examples"] == len(res) and res.manifest["explainer"] == "grad_cam"
+    assert d["pointing_game"] == pytest.approx(res.read("pointing_game").mean())
+    m = res.read("spatial_map")
+    assert m.shape[1:] == (64, 64) and np.isfinite(m).all() and m.max() > 0
+    # The same images explained in the table by a plain call: the same metrics.
+    row = next(r for r in summary["rows"] if r["method"] == "grad_cam")
+    k = summary["n_explain"]
+    assert row["energy in mask"] == pytest.approx(res.read("energy_in_mask")[:k].mean(), abs=1e-5)
+    assert row["pointing game"] == pytest.approx(res.read("pointing_game")[:k].mean())
 
 
 def test_demo_figure_is_a_titled_grid_with_a_colour_bar(tmp_path):

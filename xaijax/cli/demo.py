@@ -4,7 +4,9 @@ On the embedded synthetic benchmark (``xaijax.data.synthetic``, with ground-trut
 masks) it trains an image model from the zoo, or restores it from ``out/checkpoints``, explains
 a held-out batch with every method of the library, prints a table (pointing game, energy in the
 ground-truth mask, deletion AUC, milliseconds per image) and writes a figure grid and a
-Markdown and HTML report to ``out/demo/``.
+Markdown and HTML report to ``out/demo/``. Then it explains the whole test set with Grad-CAM
+through the dataset pipeline (``xaijax.pipeline``) into a zarr v3 store, ``out/demo/test_set``,
+with per-example metrics, and prints its path.
 
     python -m xaijax.cli.demo            # full size, a few minutes on a 2-core CPU
     python -m xaijax.cli.demo --small    # reduced size, used by the tests
@@ -31,9 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import xaijax
-from xaijax import errors, metrics, models, training, viz
+from xaijax import errors, metrics, models, pipeline, training, viz
 from xaijax.cli import _methods
-from xaijax.data import synthetic
+from xaijax.data import ArraySource, synthetic
 
 COLUMNS = ("method", "pointing game", "energy in mask", "deletion AUC", "ms / image")
 
@@ -146,6 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
     object_share = float(np.asarray(mask).mean())
+    dataset = explain_test_set(model, params, test, os.path.join(args.out, "test_set"), progress)
     summary = {
         "model": args.model,
         "steps": steps,
@@ -155,9 +158,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rows": rows,
         "small": small,
         "backend": jax.default_backend(),
+        "dataset": dataset,
     }
     write_report(args.out, summary, np.asarray(x), np.asarray(mask), maps, np.asarray(target))
     return summary
+
+
+def explain_test_set(model, params, test: dict, out: str, progress: bool) -> dict[str, Any]:
+    """Every test image explained with Grad-CAM through :func:`xaijax.pipeline.explain_dataset`
+    (all devices, a fresh store each run), with the energy in the object mask, the pointing
+    game and the top-5 classes of each example stored beside its map."""
+    n = len(test["label"])
+    devices = jax.device_count()
+    batch_size = max(64 // devices, 1) * devices
+    explainer = xaijax.grad_cam(model, model.cam_layer)
+    res = pipeline.explain_dataset(
+        explainer,
+        params,
+        ArraySource({k: test[k] for k in ("image", "label", "object_mask")}),
+        out,
+        batch_size=batch_size,
+        input_key="image",
+        target_key="label",
+        mask_key="object_mask",
+        resume=False,
+        progress=progress,
+    )
+    summary = res.summary()
+    print(
+        f"dataset: {n} test images explained with grad_cam through xaijax.pipeline in "
+        f"{res.stats['seconds']:.1f} s on {devices} {jax.default_backend()} device(s): "
+        f"accuracy {summary['accuracy']:.3f}, energy in mask {summary['energy_in_mask']:.3f}, "
+        f"pointing game {summary['pointing_game']:.3f} (synthetic); store {res.path} "
+        "(open it with xaijax.pipeline.open_results)",
+        flush=True,
+    )
+    return {"method": "grad_cam", "examples": n, "store": res.path, **summary}
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -252,7 +288,18 @@ def write_report(
         "scaled by its own 99.5th percentile of |value|, and the colour bars show that scaled "
         f"value: {colours}. Columns: " + ", ".join(f"`{n}`" for n in names) + "."
     )
-    md = ["# xaijax demo report", "", head, "", table, "", columns, "", "![figure](figure.png)", ""]
+    d = summary.get("dataset")
+    dataset = (
+        f"The whole test set ({d['examples']} images) was then explained with `{d['method']}` "
+        f"through the dataset pipeline (`xaijax.pipeline.explain_dataset`) into the zarr v3 "
+        f"store `{os.path.basename(d['store'])}/` beside this report: accuracy "
+        f"{d['accuracy']:.3f}, energy in mask {d['energy_in_mask']:.3f}, pointing game "
+        f"{d['pointing_game']:.3f} (synthetic; read it with `xaijax.pipeline.open_results`)."
+        if d
+        else ""
+    )
+    md = ["# xaijax demo report", "", head, "", table, "", columns, "", "![figure](figure.png)"]
+    md += ["", dataset, ""] if dataset else [""]
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("\n".join(md))
     with open(figure_path, "rb") as f:
@@ -281,6 +328,7 @@ def write_report(
         f"<tbody>{rows_html}</tbody></table>"
         f"<figure><img alt='attribution maps of each method, one column per method' "
         f"src='data:image/png;base64,{png}'><figcaption>{_inline(columns)}</figcaption></figure>"
+        + (f"<p>{_inline(dataset)}</p>" if dataset else "")
     )
     with open(os.path.join(out, "report.html"), "w") as f:
         f.write(page)
