@@ -106,7 +106,12 @@ def worker_overhead(cfg: dict) -> dict:
     def pipe(name, top_k):
         start = time.perf_counter()
         res = explain_dataset(
-            grad, params, source, os.path.join(tmp, name), batch_size=b, progress=False,
+            grad,
+            params,
+            source,
+            os.path.join(tmp, name),
+            batch_size=b,
+            progress=False,
             top_k=top_k,
         )
         return time.perf_counter() - start, res.stats
@@ -114,7 +119,12 @@ def worker_overhead(cfg: dict) -> dict:
     warm = ArraySource({"image": x[: 2 * b]})
     for top_k in (0, 5):  # compile both programs (kept by the pipeline for this explainer)
         explain_dataset(
-            grad, params, warm, os.path.join(tmp, f"warm{top_k}"), batch_size=b, progress=False,
+            grad,
+            params,
+            warm,
+            os.path.join(tmp, f"warm{top_k}"),
+            batch_size=b,
+            progress=False,
             top_k=top_k,
         )
     bare(grad), bare(jitted)  # warm
@@ -147,8 +157,13 @@ def worker_processes(cfg: dict) -> dict:
     grad, params, x, source = _vgg(n)
     out = cfg["out"]
     explain_dataset(
-        grad, params, ArraySource({"image": x[: 2 * b]}), out + "-warm", batch_size=b,
-        progress=False, top_k=0,
+        grad,
+        params,
+        ArraySource({"image": x[: 2 * b]}),
+        out + "-warm",
+        batch_size=b,
+        progress=False,
+        top_k=0,
     )
     best = float("inf")
     for r in range(cfg["repeats"]):
@@ -193,8 +208,16 @@ def worker_rss(cfg: dict) -> dict:
     e = xaijax.explainer(spatial, models.apply_fn(net), name="sum|gradient|", result="spatial_map")
     start = time.perf_counter()
     res = explain_dataset(
-        e, params, source, cfg["out"], batch_size=cfg["batch_size"], input_key="image",
-        target_key="label", mask_key="object_mask", dtype="float16", progress=False,
+        e,
+        params,
+        source,
+        cfg["out"],
+        batch_size=cfg["batch_size"],
+        input_key="image",
+        target_key="label",
+        mask_key="object_mask",
+        dtype="float16",
+        progress=False,
     )
     seconds = time.perf_counter() - start
     return {
