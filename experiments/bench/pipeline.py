@@ -318,7 +318,8 @@ def rss(args, tmp: str) -> list[dict]:
 def _machine() -> str:
     cores = os.cpu_count()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.machine()}, {cores} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
+    py = platform.python_version()
+    return f"{platform.machine()}, {cores} cores, {mem:.0f} GiB RAM, Python {py}"
 
 
 def to_markdown(args, results: dict) -> str:
@@ -344,11 +345,12 @@ def to_markdown(args, results: dict) -> str:
             e = r["eps"]
             fastest = max(e["call"], e["jit"])
             s = r["stats"]
+            over = 100 * (fastest / e["pipeline"] - 1)
+            waits = f"{s['data_wait_s']:.2f} / {s['device_wait_s']:.2f} / {s['write_s']:.2f}"
             lines.append(
                 f"| {r['backend']} ({r['device_kind']}) | {r['devices']} | {e['call']:.1f} | "
-                f"{e['jit']:.1f} | {e['pipeline']:.1f} | {100 * (fastest / e['pipeline'] - 1):+.1f}% "
-                f"| {e['pipeline_topk']:.1f} | {s['data_wait_s']:.2f} / {s['device_wait_s']:.2f} / "
-                f"{s['write_s']:.2f} |"
+                f"{e['jit']:.1f} | {e['pipeline']:.1f} | {over:+.1f}% "
+                f"| {e['pipeline_topk']:.1f} | {waits} |"
             )
         lines += [
             "",
