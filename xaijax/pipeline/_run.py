@@ -9,7 +9,7 @@ import queue
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -527,12 +527,9 @@ def explain_dataset(
                 )
 
     reader = _Reader(source, n, batch_size, blocks, todo, fields, prefetch, check)
+    writer = _Writer(path, pid, stores, names, n, batch_size, stats, lambda b: bar.update(sizes[b]))
     pending = None
     batches = iter(reader)
-
-    def finish(item):
-        _finish(path, pid, stores, names, n, batch_size, *item, stats=stats)
-        bar.update(sizes[item[0]])
 
     def put(data, key, shape, dtype=None):
         a = data[key] if dtype is None else data[key].astype(dtype)
@@ -545,10 +542,6 @@ def explain_dataset(
                 b, idx, data = next(batches)
             except StopIteration:
                 break
-            except Exception:
-                if pending is not None:  # keep the batch already computed, then report
-                    finish(pending)
-                raise
             finally:
                 stats["data_wait_s"] += time.perf_counter() - t0
             parts = np.split(np.arange(len(idx)), np.cumsum([t - s for s, t in blocks])[:-1])
@@ -558,10 +551,20 @@ def explain_dataset(
             ig = _global([idx[p].astype(np.int32) for p in parts], sharding, (batch_size,), devices)
             outs = program(params_g, xg, tg, ig, key_g, mg)  # dispatched; runs while we write
             if pending is not None:
-                finish(pending)
+                writer.issue(*pending)
             pending = (b, outs)
         if pending is not None:
-            finish(pending)
+            writer.issue(*pending)
+        writer.drain()
+    except BaseException:
+        # Keep every batch already computed whose writes succeed, then report.
+        if pending is not None and pending[0] not in writer.issued:
+            try:
+                writer.issue(*pending)
+            except Exception:  # noqa: BLE001 - the first error is the one reported
+                pass
+        writer.salvage()
+        raise
     finally:
         reader.close()
         bar.close()
@@ -619,40 +622,77 @@ def _bar(show: bool, total: int, initial: int, name: str):
     return tqdm(total=total, initial=initial, unit="ex", desc=f"explain {name}", dynamic_ncols=True)
 
 
-def _finish(path, pid, stores, names, n, batch_size, b, outs, *, stats) -> None:
-    """Writes process ``pid``'s rows of batch ``b`` (never the padding), waits until every
-    write is committed, then records the batch done."""
-    result, extras = outs
-    t0 = time.perf_counter()
-    jax.block_until_ready(outs)
-    stats["device_wait_s"] += time.perf_counter() - t0
-    t0 = time.perf_counter()
-    columns = list(extras.items()) + list(
-        zip(names, jax.tree_util.tree_leaves(result), strict=True)
-    )
-    rows = []  # (store name, first global row, data) of this process's devices
-    starts = set()
-    for name, arr in columns:
-        for shard in arr.addressable_shards:
-            sl = shard.index[0]
-            start, stop = sl.start or 0, sl.stop or batch_size
-            valid = min(stop, n - b * batch_size) - start
-            if valid <= 0:  # padding only
-                continue
-            g0 = b * batch_size + start
-            with np.errstate(over="ignore"):  # float16 overflow: reported just below
-                data = np.asarray(shard.data)[:valid].astype(stores[name].dtype.numpy_dtype)
-            if jnp.issubdtype(data.dtype, jnp.inexact) and not np.all(np.isfinite(data)):
-                _non_finite(name, data, g0, np.asarray(shard.data)[:valid])
-            rows.append((name, g0, data))
-            if (start, valid) not in starts:
-                starts.add((start, valid))
-                rows.append(("index", g0, np.arange(g0, g0 + valid)))
-    futures = [_write(stores[name], g0, data) for name, g0, data in rows]
-    for fut in futures:
-        fut.commit.result()
-    _store.mark_done(path, pid, b)
-    stats["write_s"] += time.perf_counter() - t0
+class _Writer:
+    """Writes the rows of this process's devices of each computed batch (never the padding)
+    through tensorstore, up to ``depth`` batches in flight, and records a batch done only once
+    every one of its writes is committed."""
+
+    def __init__(self, path, pid, stores, names, n, batch_size, stats, on_done, depth=4):
+        self.path, self.pid, self.stores, self.names = path, pid, stores, names
+        self.n, self.batch_size, self.stats, self.on_done = n, batch_size, stats, on_done
+        self.depth = depth
+        self.inflight: deque = deque()  # (batch, write futures), oldest first
+        self.issued: set[int] = set()
+
+    def issue(self, b: int, outs) -> None:
+        """Waits for batch ``b``'s results, checks them and starts their writes."""
+        self.issued.add(b)
+        result, extras = outs
+        t0 = time.perf_counter()
+        jax.block_until_ready(outs)
+        self.stats["device_wait_s"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        columns = list(extras.items()) + list(
+            zip(self.names, jax.tree_util.tree_leaves(result), strict=True)
+        )
+        rows = []  # (store name, first global row, data) of this process's devices
+        starts = set()
+        for name, arr in columns:
+            for shard in arr.addressable_shards:
+                sl = shard.index[0]
+                start, stop = sl.start or 0, sl.stop or self.batch_size
+                valid = min(stop, self.n - b * self.batch_size) - start
+                if valid <= 0:  # padding only
+                    continue
+                g0 = b * self.batch_size + start
+                computed = np.asarray(shard.data)[:valid]
+                with np.errstate(over="ignore"):  # float16 overflow: reported just below
+                    data = computed.astype(self.stores[name].dtype.numpy_dtype, copy=False)
+                if jnp.issubdtype(data.dtype, jnp.inexact) and not np.all(np.isfinite(data)):
+                    _non_finite(name, data, g0, computed)
+                rows.append((name, g0, data))
+                if (start, valid) not in starts:
+                    starts.add((start, valid))
+                    rows.append(("index", g0, np.arange(g0, g0 + valid)))
+        futures = [_write(self.stores[name], g0, data) for name, g0, data in rows]
+        self.inflight.append((b, futures))
+        self.stats["write_s"] += time.perf_counter() - t0
+        self.retire(keep=self.depth)
+
+    def retire(self, keep: int) -> None:
+        """Records every batch at the front whose writes are committed, waiting for the oldest
+        ones until at most ``keep`` batches are in flight."""
+        while self.inflight:
+            b, futures = self.inflight[0]
+            if len(self.inflight) <= keep and not all(f.commit.done() for f in futures):
+                return
+            t0 = time.perf_counter()
+            for fut in futures:
+                fut.commit.result()
+            _store.mark_done(self.path, self.pid, b)
+            self.inflight.popleft()
+            self.stats["write_s"] += time.perf_counter() - t0
+            self.on_done(b)
+
+    def drain(self) -> None:
+        self.retire(keep=0)
+
+    def salvage(self) -> None:
+        """After an error: records the batches in flight whose writes all succeed, in order."""
+        try:
+            self.drain()
+        except Exception:  # noqa: BLE001 - the caller re-raises the first error
+            pass
 
 
 def _non_finite(name: str, stored: np.ndarray, g0: int, computed: np.ndarray) -> None:
