@@ -276,6 +276,21 @@ def test_gws_segments_each_image_with_slic_and_stores_the_map(tmp_path, capsys):
     assert got.manifest["inner"]["options"]["reduce"] == "sum"
 
 
+def test_top_k_and_mask_key_reach_the_store(tmp_path, capsys):
+    args = argv(BASE, tmp_path / "cli", method="grad_cam", top_k="2", mask_key="object_mask")
+    code, out, err = run(capsys, args)
+    assert code == 0, err
+    got = open_results(tmp_path / "cli")
+    assert got.read("top_classes").shape == (10, 2) and got.manifest["mask_key"] == "object_mask"
+    masks = np.stack([source()[i]["object_mask"] for i in range(10)])
+    maps = got.read("spatial_map")
+    np.testing.assert_array_equal(
+        got.read("pointing_game"), np.asarray(xaijax.metrics.pointing_game(maps, masks))
+    )
+    code, out, err = run(capsys, argv(BASE, tmp_path / "bad", mask_key="nope"))
+    assert code == 2 and len(err.splitlines()) == 1 and "'nope' is not a field" in err
+
+
 def test_token_ids_through_at_layer(tmp_path, capsys):
     args = argv(
         BASE,
