@@ -66,6 +66,7 @@ def test_there_are_notebooks():
         "quickstart.ipynb",
         "superpixels.ipynb",
         "fixations.ipynb",
+        "dataset_scale.ipynb",
     }
 
 

@@ -10,8 +10,11 @@ Two layers:
   of Captum's ``visualize_image_attr``: :func:`show` (maps of one image), :func:`show_grid`
   (rows = images, titled columns = methods, colour bars), :func:`show_segments` (GWS / LIME
   superpixels and top-k segments), :func:`show_boxes` (fixations, boxes, patches),
-  :func:`show_video` (a strip of frames) and :func:`show_text` (coloured tokens). Each returns a
-  ``matplotlib.figure.Figure``; write it with ``fig.savefig(path)`` or :func:`save_png`.
+  :func:`show_video` (a strip of frames), :func:`show_text` (coloured tokens) and
+  :func:`show_results` (a dataset-scale run's stored maps beside their images, each row titled
+  with its class, prediction and metrics; reads an :func:`xaijax.pipeline.open_results` store
+  lazily). Each returns a ``matplotlib.figure.Figure``; write it with ``fig.savefig(path)`` or
+  :func:`save_png`.
 
 Signed maps get a diverging colour map centred at 0 (``RdBu_r``: blue < 0 < red, 0 white);
 one-signed maps a sequential one (``viridis``). Every map is scaled on its own (a percentile of
@@ -40,6 +43,7 @@ from xaijax.viz._images import (
 )
 from xaijax.viz._plots import METHODS, show, show_boxes, show_grid, show_segments, show_video
 from xaijax.viz._png import encode_png, save_png
+from xaijax.viz._results import show_results
 from xaijax.viz._segments import image_and_mask, mark_boundaries, segment_boundaries
 from xaijax.viz._text import HTML, show_text, text_html
 
@@ -61,6 +65,7 @@ __all__ = [
     "show",
     "show_boxes",
     "show_grid",
+    "show_results",
     "show_segments",
     "show_text",
     "show_video",
