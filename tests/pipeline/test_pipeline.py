@@ -170,10 +170,15 @@ def test_manifest_mismatch_is_a_named_error_and_resume_false_starts_again(data, 
     sm = xaijax.smooth(xaijax.integrated_gradients(f, steps=4), num_samples=2)
     explain_dataset(sm, w, src, tmp_path / "sm", batch_size=8, input_key="x", key=jax.random.key(0))
     sm8 = xaijax.smooth(xaijax.integrated_gradients(f, steps=8), num_samples=2)
-    with pytest.raises(xaijax.errors.ManifestMismatchError, match="inner"):  # wrapped options
+    steps = "inner.options.steps: store has 4, this run 8"  # wrapped options, by their path
+    with pytest.raises(xaijax.errors.ManifestMismatchError, match=steps):
         explain_dataset(
             sm8, w, src, tmp_path / "sm", batch_size=8, input_key="x", key=jax.random.key(0)
         )
+    # Another method on the same store: the differing fields by name, in a short message.
+    with pytest.raises(xaijax.errors.ManifestMismatchError) as e:
+        explain_dataset(ig, w, src, out, batch_size=8, input_key="x", top_k=0)
+    assert "arrays.top_classes: store has {" in str(e.value) and len(str(e.value)) < 1200
     with pytest.raises(xaijax.errors.ManifestMismatchError, match="key_fingerprint"):
         explain_dataset(
             sm, w, src, tmp_path / "sm", batch_size=8, input_key="x", key=jax.random.key(1)

@@ -126,14 +126,29 @@ def read_manifest(path: str) -> dict | None:
         return None
 
 
+def _differences(found: Any, wanted: Any, where: str) -> list[str]:
+    """``"where: store has A, this run B"`` for each differing leaf (nested dicts by key)."""
+    if isinstance(found, dict) and isinstance(wanted, dict):
+        out = []
+        for k in sorted(set(found) | set(wanted)):
+            out += _differences(found.get(k), wanted.get(k), f"{where}.{k}" if where else k)
+        return out
+    if found == wanted:
+        return []
+
+    def short(v):
+        text = repr(v)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    return [f"{where}: store has {short(found)}, this run {short(wanted)}"]
+
+
 def check_manifest(found: dict, wanted: dict, path: str) -> None:
-    """:class:`ManifestMismatchError` naming every field where the store differs."""
-    keys = sorted(set(found) | set(wanted))
-    diff = [k for k in keys if found.get(k) != wanted.get(k)]
+    """:class:`ManifestMismatchError` naming every field where the store differs (nested fields
+    by their dotted path, long values shortened)."""
+    diff = _differences(found, wanted, "")
     if diff:
-        lines = "; ".join(
-            f"{k}: store has {found.get(k)!r}, this run {wanted.get(k)!r}" for k in diff
-        )
+        lines = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
         raise errors.ManifestMismatchError(
             f"The store at {path!r} was written by a different run ({lines}). Resuming would mix "
             "results: pass the same explainer, params, source and settings, or write to a new "
