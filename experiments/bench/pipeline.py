@@ -346,7 +346,8 @@ def _machine() -> str:
     cores = os.cpu_count()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     py = platform.python_version()
-    return f"{platform.machine()}, {cores} cores, {mem:.0f} GiB RAM, Python {py}"
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return f"{platform.machine()}, {cores} cores, {mem:.0f} GiB RAM, Python {py}, load {load}"
 
 
 def to_markdown(args, results: dict) -> str:
