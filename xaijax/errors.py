@@ -71,6 +71,11 @@ class ManifestMismatchError(XaijaxError, ValueError):
     that would resume into it; resuming would mix results of two runs."""
 
 
+class PeerProcessError(XaijaxError, RuntimeError):
+    """Another process of a multi-process pipeline run failed (its error is in the message), so
+    this process stopped too; the batches recorded so far are kept."""
+
+
 class CheckpointMismatchError(XaijaxError, ValueError):
     """A checkpoint's parameter tree does not match the model it is restored into."""
 

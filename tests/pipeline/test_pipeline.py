@@ -381,6 +381,71 @@ def test_two_processes_write_one_store_equal_to_one_process(tmp_path):
     np.testing.assert_allclose(two.read("map"), one.read("map"), rtol=1e-6, atol=1e-7)
 
 
+_FAILING = textwrap.dedent(
+    """
+    import sys, time
+    import jax
+    jax.config.update("jax_num_cpu_devices", 2)
+    pid, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=pid,
+        initialization_timeout=60,
+    )
+    import jax.numpy as jnp, numpy as np, xaijax
+    from xaijax.data import ArraySource
+    from xaijax.pipeline import explain_dataset
+    x = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
+    x[49, 0] = np.nan  # batch 6, rows 48-51: process 0's devices
+    w = jnp.ones((5, 3))
+    start = time.perf_counter()
+    try:
+        explain_dataset(xaijax.gradient(lambda p, v: jnp.tanh(v @ p)), w, ArraySource({"x": x}),
+                        out, batch_size=8, progress=False)
+    except Exception as e:
+        print("raised", type(e).__name__, str(e), flush=True)
+    print("seconds", time.perf_counter() - start, flush=True)
+    """
+)
+
+
+def test_a_process_that_fails_stops_the_others_with_its_error(tmp_path):
+    """Process 0 meets a NaN in its rows of batch 6: it raises the named error, and process 1,
+    instead of waiting at the closing barrier until the coordination service times out,
+    raises PeerProcessError naming it; the batches recorded before are kept."""
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(sys.path))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "s"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FAILING, str(i), str(port), str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    (out0, err0), (out1, err1) = results
+    assert "raised NonFiniteInputError" in out0 and "[49]" in out0, err0[-2000:]
+    assert "raised PeerProcessError" in out1, err1[-2000:]
+    assert "process 0: NonFiniteInputError" in out1 and "[49]" in out1
+    for text in (out0, out1):
+        assert float(re.search(r"seconds ([\d.]+)", text).group(1)) < 30
+    assert _store.done_batches(str(out), 0) >= {0, 1, 2, 3, 4}  # recorded before the failure
+    assert 6 not in _store.done_batches(str(out), 0) and not open_results(out).complete
+
+
 def test_non_finite_or_overflowing_maps_are_named_errors_and_not_recorded(data, tmp_path):
     src, x, _, w = data
     big = xaijax.gradient(lambda p, v: 1e6 * (v @ p))

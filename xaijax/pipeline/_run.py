@@ -21,7 +21,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from xaijax import _explainer, _model, errors
 from xaijax import _validation as v
 from xaijax.metrics import _localisation
-from xaijax.pipeline import _store
+from xaijax.pipeline import _peers, _store
 from xaijax.typing import Params
 
 _RESERVED = (
@@ -479,112 +479,121 @@ def explain_dataset(
         "arrays": arrays,
     }
 
-    existing = _store.read_manifest(path)
-    if existing is not None and resume:
-        _store.check_manifest(existing, manifest, path)
-    _sync("xaijax.pipeline.checked")
-    if pid == 0 and (existing is None or not resume):
-        if existing is not None:
-            _store.clear(path, existing)
-        os.makedirs(path, exist_ok=True)
-        _store.create(path, manifest)
-    _sync("xaijax.pipeline.created")
-    stores = _store.open_arrays(path, arrays)
-
-    done = np.zeros(num_batches, bool)
-    done[sorted(b for b in _store.done_batches(path, pid) if b < num_batches)] = True
-    if pcount > 1:
-        from jax.experimental import multihost_utils
-
-        done = np.all(multihost_utils.process_allgather(done), axis=0)
-    todo = [int(b) for b in np.flatnonzero(~done)]
-
-    program = _compiled(e, f, (target_key is not None, k, mask_key is not None), sharding)
-    params_g = _replicate(params, replicated)
-    key_g = _replicate(key, replicated) if e.stochastic else None
-    sizes = {b: min(batch_size, n - b * batch_size) for b in todo}
-    bar = _bar(progress and pid == 0, n, n - sum(sizes.values()), e.name)
-    started = time.perf_counter()
-    stats = {"data_wait_s": 0.0, "device_wait_s": 0.0, "write_s": 0.0}
-
-    def check(idx, data):  # on the reader thread: every batch, on the host
-        x = data[input_key]
-        if jnp.issubdtype(x.dtype, jnp.inexact):
-            ok = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-            if not ok.all():
-                raise errors.NonFiniteInputError(
-                    f"`source` examples {idx[~ok][:8].tolist()} hold NaN or Inf in "
-                    f"{input_key!r}: fix or drop them (e.g. a filtered source)."
-                )
-        if target_key:
-            t = data[target_key]
-            bad = (t < 0) | (t >= num_classes)
-            if bad.any():
-                raise errors.TargetOutOfRangeError(
-                    f"`source` examples {idx[bad][:8].tolist()} have {target_key!r} = "
-                    f"{t[bad][:8].tolist()}, outside the model's {num_classes} classes "
-                    f"[0, {num_classes})."
-                )
-
-    reader = _Reader(source, n, batch_size, blocks, todo, fields, prefetch, check)
-    writer = _Writer(path, pid, stores, names, n, batch_size, stats, lambda b: bar.update(sizes[b]))
-    pending = None
-    batches = iter(reader)
-
-    def put(data, key, shape, dtype=None):
-        a = data[key] if dtype is None else data[key].astype(dtype)
-        return _global([a[p] for p in parts], sharding, shape, devices)
-
+    peers = _peers.Peers(path)
     try:
-        while True:
-            t0 = time.perf_counter()
-            try:
-                b, idx, data = next(batches)
-            except StopIteration:
-                break
-            finally:
-                stats["data_wait_s"] += time.perf_counter() - t0
-            parts = np.split(np.arange(len(idx)), np.cumsum([t - s for s, t in blocks])[:-1])
-            xg = put(data, input_key, gshape)
-            tg = put(data, target_key, (batch_size,), np.int32) if target_key else None
-            mg = put(data, mask_key, m_sds.shape) if mask_key else None
-            ig = _global([idx[p].astype(np.int32) for p in parts], sharding, (batch_size,), devices)
-            outs = program(params_g, xg, tg, ig, key_g, mg)  # dispatched; runs while we write
+        existing = _store.read_manifest(path)
+        if existing is not None and resume:
+            _store.check_manifest(existing, manifest, path)
+        peers.barrier("checked")
+        if pid == 0 and (existing is None or not resume):
+            if existing is not None:
+                _store.clear(path, existing)
+            os.makedirs(path, exist_ok=True)
+            _store.create(path, manifest)
+        peers.barrier("created")
+        stores = _store.open_arrays(path, arrays)
+
+        done = np.zeros(num_batches, bool)
+        done[sorted(b for b in _store.done_batches(path, pid) if b < num_batches)] = True
+        everyone = peers.gather("done", "".join("1" if d else "0" for d in done))
+        done = np.all([[c == "1" for c in d] for d in everyone], axis=0)
+        todo = [int(b) for b in np.flatnonzero(~done)]
+
+        program = _compiled(e, f, (target_key is not None, k, mask_key is not None), sharding)
+        params_g = _replicate(params, replicated)
+        key_g = _replicate(key, replicated) if e.stochastic else None
+        sizes = {b: min(batch_size, n - b * batch_size) for b in todo}
+        bar = _bar(progress and pid == 0, n, n - sum(sizes.values()), e.name)
+        started = time.perf_counter()
+        stats = {"data_wait_s": 0.0, "device_wait_s": 0.0, "write_s": 0.0}
+
+        def check(idx, data):  # on the reader thread: every batch, on the host
+            x = data[input_key]
+            if jnp.issubdtype(x.dtype, jnp.inexact):
+                ok = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+                if not ok.all():
+                    raise errors.NonFiniteInputError(
+                        f"`source` examples {idx[~ok][:8].tolist()} hold NaN or Inf in "
+                        f"{input_key!r}: fix or drop them (e.g. a filtered source)."
+                    )
+            if target_key:
+                t = data[target_key]
+                bad = (t < 0) | (t >= num_classes)
+                if bad.any():
+                    raise errors.TargetOutOfRangeError(
+                        f"`source` examples {idx[bad][:8].tolist()} have {target_key!r} = "
+                        f"{t[bad][:8].tolist()}, outside the model's {num_classes} classes "
+                        f"[0, {num_classes})."
+                    )
+
+        reader = _Reader(source, n, batch_size, blocks, todo, fields, prefetch, check)
+        writer = _Writer(
+            path, pid, stores, names, n, batch_size, stats, lambda b: bar.update(sizes[b])
+        )
+        pending = None
+        batches = iter(reader)
+
+        def put(data, key, shape, dtype=None):
+            a = data[key] if dtype is None else data[key].astype(dtype)
+            return _global([a[p] for p in parts], sharding, shape, devices)
+
+        try:
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    b, idx, data = next(batches)
+                except StopIteration:
+                    break
+                finally:
+                    stats["data_wait_s"] += time.perf_counter() - t0
+                parts = np.split(np.arange(len(idx)), np.cumsum([t - s for s, t in blocks])[:-1])
+                xg = put(data, input_key, gshape)
+                tg = put(data, target_key, (batch_size,), np.int32) if target_key else None
+                mg = put(data, mask_key, m_sds.shape) if mask_key else None
+                ig = _global(
+                    [idx[p].astype(np.int32) for p in parts], sharding, (batch_size,), devices
+                )
+                outs = program(params_g, xg, tg, ig, key_g, mg)  # dispatched; runs while we write
+                if pending is not None:
+                    writer.issue(*pending)
+                pending = (b, outs)
+                peers.check()
             if pending is not None:
                 writer.issue(*pending)
-            pending = (b, outs)
-        if pending is not None:
-            writer.issue(*pending)
-        writer.drain()
-    except BaseException:
-        # Keep every batch already computed whose writes succeed, then report.
-        if pending is not None and pending[0] not in writer.issued:
-            try:
-                writer.issue(*pending)
-            except Exception:  # noqa: BLE001 - the first error is the one reported
-                pass
-        writer.salvage()
+            writer.drain()
+        except BaseException:
+            # Keep every batch already computed whose writes succeed, then report.
+            if pending is not None and pending[0] not in writer.issued:
+                try:
+                    writer.issue(*pending)
+                except Exception:  # noqa: BLE001 - the first error is the one reported
+                    pass
+            writer.salvage()
+            raise
+        finally:
+            reader.close()
+            bar.close()
+        peers.barrier("finished")
+        results = _store.Results(path)
+        seconds = time.perf_counter() - started
+        results.stats = {"seconds": seconds, "examples": sum(sizes.values()), **stats}
+        if progress and pid == 0:
+            done_now = sum(sizes.values())
+            summary = results.summary()
+            means = "".join(f"; {k} {v:.3f}" for k, v in summary.items())
+            print(
+                f"explain_dataset: {done_now} examples explained in {seconds:.1f} s "
+                f"({done_now / max(seconds, 1e-9):.1f} examples/s; {n - done_now} were already "
+                f"done); waited {stats['data_wait_s']:.1f} s for data, "
+                f"{stats['device_wait_s']:.1f} s for the devices, wrote for "
+                f"{stats['write_s']:.1f} s; "
+                f"store {path} ({_store.size_bytes(path) / 2**20:.1f} MiB){means}",
+                file=sys.stderr,
+            )
+        return results
+    except BaseException as exc:
+        peers.fail(exc)  # the other processes raise PeerProcessError naming it
         raise
-    finally:
-        reader.close()
-        bar.close()
-    _sync("xaijax.pipeline.finished")
-    results = _store.Results(path)
-    seconds = time.perf_counter() - started
-    results.stats = {"seconds": seconds, "examples": sum(sizes.values()), **stats}
-    if progress and pid == 0:
-        done_now = sum(sizes.values())
-        summary = results.summary()
-        means = "".join(f"; {k} {v:.3f}" for k, v in summary.items())
-        print(
-            f"explain_dataset: {done_now} examples explained in {seconds:.1f} s "
-            f"({done_now / max(seconds, 1e-9):.1f} examples/s; {n - done_now} were already "
-            f"done); waited {stats['data_wait_s']:.1f} s for data, "
-            f"{stats['device_wait_s']:.1f} s for the devices, wrote for {stats['write_s']:.1f} s; "
-            f"store {path} ({_store.size_bytes(path) / 2**20:.1f} MiB){means}",
-            file=sys.stderr,
-        )
-    return results
 
 
 def _check_mask_fits(e, r_shape, m0: np.ndarray, mask_key: str) -> None:
@@ -712,13 +721,6 @@ def _non_finite(name: str, stored: np.ndarray, g0: int, computed: np.ndarray) ->
 def _write(store, start: int, data: np.ndarray):
     """One write of rows ``[start, start + len(data))`` (a future; a seam for tests)."""
     return store[start : start + len(data)].write(data)
-
-
-def _sync(name: str) -> None:
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
 
 
 def _describe(e: _explainer.Explainer | None) -> dict | None:
