@@ -324,6 +324,8 @@ def explain_dataset(
       InvalidArgumentError: a bad ``batch_size``, ``dtype``, ``top_k``, field name or mask,
         or a source with fewer examples than the mesh has devices.
       MissingKeyError / InvalidKeyError: a stochastic explainer without one key.
+      PeerProcessError: another process of a multi-process run failed (its error is named);
+        the failing process raises its own error, and every process keeps its recorded batches.
       Any error the explainer's boundary checks raise on the first batch.
 
     Example:
