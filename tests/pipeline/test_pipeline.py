@@ -575,6 +575,28 @@ def test_a_grain_source_on_the_callers_mesh_with_a_closing_line(data, tmp_path, 
     assert again.complete and "0 examples explained in" in capsys.readouterr().err
 
 
+def test_reads_on_grain_threads_equal_one_reader_thread(data, tmp_path):
+    pytest.importorskip("grain")
+    src, x, label, w = data
+    source = ArraySource({"x": x, "label": label})
+    ig = xaijax.integrated_gradients(f, steps=4)
+    kw = dict(batch_size=8, input_key="x", target_key="label", progress=False)
+    one = explain_dataset(ig, w, source, tmp_path / "one", **kw)
+    # Threads, with batch 1 already recorded: the threads read exactly the batches left.
+    os.makedirs(tmp_path / "many")
+    explain_dataset(ig, w, source, tmp_path / "many", **kw)
+    for b in (0, 2):
+        os.remove(_store.done_path(str(tmp_path / "many"), 0, b))
+    many = explain_dataset(ig, w, source, tmp_path / "many", read_threads=4, **kw)
+    for name in one.names:
+        np.testing.assert_array_equal(many.read(name), one.read(name))
+    bad = ArraySource({"x": np.where(np.arange(N)[:, None] == 17, np.nan, x), "label": label})
+    with pytest.raises(xaijax.errors.NonFiniteInputError, match=r"\[17\]"):
+        explain_dataset(ig, w, bad, tmp_path / "bad", read_threads=2, **kw)
+    with pytest.raises(xaijax.errors.InvalidArgumentError, match="read_threads"):
+        explain_dataset(ig, w, source, tmp_path / "x", read_threads=-1, **kw)
+
+
 def test_bad_values_in_later_batches_are_named_errors(data, tmp_path):
     src, x, label, w = data
     xs, ys = x.copy(), label.copy()

@@ -260,7 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prefetch", type=int, default=2, metavar="N", help="batches read ahead")
     g.add_argument("--no-progress", action="store_true", help="no progress bar or closing line")
     g.add_argument(
-        "--top-k", type=int, metavar="K", help="probabilities of the K best classes to store"
+        "--top-k",
+        type=int,
+        default=5,
+        metavar="K",
+        help="store the K most probable classes and their probabilities (0: none)",
+    )
+    g.add_argument(
+        "--read-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="read examples on N host threads through grain (slow per-example sources)",
     )
     g.add_argument(
         "--mask-key", metavar="FIELD", help="a ground-truth mask field to score the maps against"
@@ -363,10 +374,15 @@ def _check_required(args: argparse.Namespace) -> None:
             f"`{PROG} --model zoo:vgg --checkpoint DIR --data synthetic:images --method gradient "
             f"--out out/maps` (see --help)"
         )
-    for flag in ("num", "batch_size", "prefetch", "num_classes", "top_k"):
+    for flag in ("num", "batch_size", "prefetch", "num_classes"):
         value = getattr(args, flag)
         if value is not None and value <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
+    for flag in ("top_k", "read_threads"):
+        if getattr(args, flag) < 0:
+            raise UsageError(
+                f"--{flag.replace('_', '-')} must be 0 or more, got {getattr(args, flag)}"
+            )
 
 
 def _init_distributed(args: argparse.Namespace) -> None:
@@ -713,18 +729,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"method {args.method!r} is deterministic and takes no --key; drop it")
     else:
         key = None
-    extra = {}
-    wanted = inspect.signature(pipeline.explain_dataset).parameters
-    for flag in ("top_k", "mask_key"):
-        value = getattr(args, flag)
-        if value is None:
-            continue
-        if flag not in wanted:
-            raise UsageError(
-                f"--{flag.replace('_', '-')}: this xaijax's explain_dataset has no `{flag}`; "
-                "update xaijax or drop the flag"
-            )
-        extra[flag] = value
+    extra = {"top_k": args.top_k, "mask_key": args.mask_key, "read_threads": args.read_threads}
 
     before = _count_written(path) if args.resume else 0
     start = time.perf_counter()

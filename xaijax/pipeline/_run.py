@@ -63,6 +63,31 @@ def _read(source: Any, indices: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]}
 
 
+def _grain_rows(source, n: int, batches, threads: int, depth: int):
+    """An iterator of this process's rows of each batch (dicts of stacked arrays), read example
+    by example on ``threads`` host threads by grain, in the order of ``batches``."""
+    try:
+        import grain
+    except ImportError as e:
+        raise errors.MissingDependencyError(
+            "`read_threads` > 0 reads through grain, which is not installed: `pip install grain` "
+            "(or read on one thread with `read_threads=0`)."
+        ) from e
+    order = np.minimum(np.concatenate([idx for _, idx in batches]), n - 1)
+    rows = len(batches[0][1]) if batches else 1
+
+    def stack(examples):
+        return {k: np.stack([np.asarray(x[k]) for x in examples]) for k in examples[0]}
+
+    dataset = (
+        grain.MapDataset.range(len(order))
+        .map(lambda j: source[int(order[j])])
+        .batch(rows, batch_fn=stack)
+        .to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=depth * rows))
+    )
+    return iter(dataset)
+
+
 def _pick_key(example: Mapping, name: str | None, what: str, required: bool) -> str | None:
     keys = list(example)
     if name is None:
@@ -83,15 +108,30 @@ def _pick_key(example: Mapping, name: str | None, what: str, required: bool) -> 
 
 class _Reader:
     """Reads the process's rows of each batch to do on a host thread, ``depth`` batches ahead
-    of the devices (a bounded queue); the last partial batch is padded with its last example."""
+    of the devices (a bounded queue); the last partial batch is padded with its last example.
+
+    With ``threads > 0`` the rows are read example by example on that many host threads by a
+    grain ``MapDataset`` over this process's indices in the run's fixed order (for sources whose
+    reads are slow: JPEG decoding in ``tfds.data_source``); else in one ``get_batch`` per batch
+    when the source has it."""
 
     _END = object()
 
-    def __init__(self, source, n, batch_size, blocks, todo, fields, depth, check=None):
+    def __init__(self, source, n, batch_size, blocks, todo, fields, depth, check=None, threads=0):
         self._check = check
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        args = (source, n, batch_size, blocks, todo, fields)
+        batches = [
+            (
+                b,
+                np.concatenate(
+                    [np.arange(b * batch_size + s, b * batch_size + e) for s, e in blocks]
+                ),
+            )
+            for b in todo
+        ]
+        rows = _grain_rows(source, n, batches, threads, depth) if threads else None
+        args = (source, n, batches, fields, rows)
         self._thread = threading.Thread(target=self._work, args=args, daemon=True)
         self._thread.start()
 
@@ -104,13 +144,10 @@ class _Reader:
                 continue
         return False
 
-    def _work(self, source, n, batch_size, blocks, todo, fields):
+    def _work(self, source, n, batches, fields, rows):
         try:
-            for b in todo:
-                idx = np.concatenate(
-                    [np.arange(b * batch_size + s, b * batch_size + e) for s, e in blocks]
-                )
-                data = _read(source, np.minimum(idx, n - 1))
+            for b, idx in batches:
+                data = _read(source, np.minimum(idx, n - 1)) if rows is None else next(rows)
                 if self._check is not None:
                     self._check(np.minimum(idx, n - 1), data)
                 if not self._put((b, idx, {k: data[k] for k in fields})):
@@ -269,6 +306,7 @@ def explain_dataset(
     progress: bool = True,
     top_k: int = 5,
     mask_key: str | None = None,
+    read_threads: int = 0,
 ) -> _store.Results:
     """Explains every example of ``source`` into a resumable zarr v3 store at ``out``.
 
@@ -309,6 +347,10 @@ def explain_dataset(
         when given, every example's ``"energy_in_mask"`` and ``"pointing_game"`` (the
         :mod:`xaijax.metrics` definitions, no tolerance) are stored too. Maps shaped like
         ``x`` are reduced over their channel axis by the sum of ``|a|`` first.
+      read_threads: ``0``: the process's rows of a batch are read on one host thread, in one
+        ``source.get_batch`` call when the source has it; ``> 0``: example by example on that
+        many threads through grain (a ``MapDataset`` over the process's indices in the run's
+        order), for sources whose per-example reads are slow (image decoding).
 
     Returns:
       :func:`open_results` of the store: arrays ``[N, ...]`` named ``"index"`` (the example
@@ -354,6 +396,11 @@ def explain_dataset(
         raise errors.InvalidArgumentError(
             f"`top_k` must be a non-negative integer (0: store no class probabilities), got "
             f"{top_k!r}."
+        )
+    if isinstance(read_threads, bool) or not isinstance(read_threads, int) or read_threads < 0:
+        raise errors.InvalidArgumentError(
+            f"`read_threads` must be a non-negative integer (0: one reader thread), got "
+            f"{read_threads!r}."
         )
     if dtype not in ("float32", "float16"):
         raise errors.InvalidArgumentError(
@@ -528,7 +575,7 @@ def explain_dataset(
                         f"[0, {num_classes})."
                     )
 
-        reader = _Reader(source, n, batch_size, blocks, todo, fields, prefetch, check)
+        reader = _Reader(source, n, batch_size, blocks, todo, fields, prefetch, check, read_threads)
         writer = _Writer(
             path, pid, stores, names, n, batch_size, stats, lambda b: bar.update(sizes[b])
         )
