@@ -17,6 +17,7 @@ pixels with an exclusive end (``image[y1:y2, x1:x2]``), as the paper's MATLAB co
 """
 
 from xaijax.summaries._hog import box_descriptors, cosine_similarity, crop_boxes, hog, hog_size
+from xaijax.summaries._ssim import pairwise_ssim, ssim
 
 __all__ = [
     "box_descriptors",
@@ -24,4 +25,6 @@ __all__ = [
     "crop_boxes",
     "hog",
     "hog_size",
+    "pairwise_ssim",
+    "ssim",
 ]
