@@ -72,6 +72,8 @@ def test_hog_errors():
         hog(np.zeros((1, 16, 16), np.float32))
     with pytest.raises(errors.InvalidArgumentError, match="block_norm"):
         hog(np.zeros((1, 32, 32), np.float32), block_norm="L3")
+    with pytest.raises(errors.NonFiniteInputError, match="NaN"):
+        hog(np.full((1, 32, 32), np.nan, np.float32))
     with pytest.raises(errors.InvalidArgumentError, match="pixels_per_cell"):
         hog(np.zeros((1, 32, 32), np.float32), pixels_per_cell=0)
 

@@ -82,6 +82,8 @@ def test_ssim_errors():
         ssim(a, a[:1])
     with pytest.raises(errors.InputShapeError, match="smaller than the 7 x 7"):
         ssim(a[:, :6], a[:, :6])
+    with pytest.raises(errors.NonFiniteInputError, match="NaN"):
+        ssim(a, np.full_like(a, np.inf))
     with pytest.raises(errors.InvalidArgumentError, match="odd"):
         ssim(a, a, win_size=4)
     with pytest.raises(errors.InvalidArgumentError, match="gaussian"):

@@ -16,10 +16,17 @@ Conventions: images ``[N, H, W]`` (grey) or ``[N, H, W, C]``; boxes ``(x1, y1, x
 pixels with an exclusive end (``image[y1:y2, x1:x2]``), as the paper's MATLAB code orders them.
 """
 
+from xaijax.summaries._affinity import (
+    AffinityPropagationResult,
+    affinity_propagation,
+    summary_preference,
+)
 from xaijax.summaries._hog import box_descriptors, cosine_similarity, crop_boxes, hog, hog_size
 from xaijax.summaries._ssim import pairwise_ssim, ssim
 
 __all__ = [
+    "AffinityPropagationResult",
+    "affinity_propagation",
     "box_descriptors",
     "cosine_similarity",
     "crop_boxes",
@@ -27,4 +34,5 @@ __all__ = [
     "hog_size",
     "pairwise_ssim",
     "ssim",
+    "summary_preference",
 ]

@@ -48,6 +48,7 @@ def _check_images(images, name: str) -> Array:
         raise errors.InputDTypeError(
             f"`{name}` must hold real numbers, got dtype {images.dtype}; cast it to float32."
         )
+    v.check_finite(images, name)
     images = jnp.asarray(images)
     if not jnp.issubdtype(images.dtype, jnp.floating):
         images = images.astype(jnp.float32)

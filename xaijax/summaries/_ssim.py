@@ -70,6 +70,7 @@ def _check_images(x, name: str, min_rank: int, layout: str) -> Array:
         )
     if not v.is_real(x.dtype):
         raise errors.InputDTypeError(f"`{name}` must hold real numbers, got dtype {x.dtype}.")
+    v.check_finite(x, name)
     x = jnp.asarray(x)
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
 
