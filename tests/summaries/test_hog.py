@@ -158,5 +158,11 @@ def test_cosine_similarity_clamped_and_finite():
     np.testing.assert_allclose(ours, np.maximum(ref, 0), atol=1e-6)
     assert (ours >= 0).all() and np.isfinite(ours).all() and (ours[0, 0] == 0).all()
     np.testing.assert_allclose(cosine_similarity(a, b, clamp=False), ref, atol=1e-6)
-    with pytest.raises(errors.InputShapeError, match="leading axes"):
-        cosine_similarity(a, b[:1])
+    every_pair = np.asarray(cosine_similarity(a[:, None], b[None]))
+    assert every_pair.shape == (2, 2, 4, 3)
+    np.testing.assert_allclose(every_pair[1, 1], ours[1], atol=1e-6)
+    np.testing.assert_allclose(every_pair[1, 0], cosine_similarity(a[1], b[0]), atol=1e-6)
+    with pytest.raises(errors.InputShapeError, match="broadcast"):
+        cosine_similarity(a, b[:, :, :5])
+    with pytest.raises(errors.InputShapeError, match="broadcast"):
+        cosine_similarity(np.stack([a] * 3), np.stack([b] * 2))

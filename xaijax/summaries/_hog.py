@@ -351,7 +351,8 @@ def cosine_similarity(a: ArrayLike, b: ArrayLike, *, clamp: bool = True) -> Arra
 
     Args:
       a: ``[..., P, D]``.
-      b: ``[..., Q, D]`` (same leading axes and ``D``).
+      b: ``[..., Q, D]`` (same ``D``; leading axes of the same rank that broadcast, e.g.
+        ``a[:, None]`` and ``b[None]`` for every pair of images).
       clamp: clamp negative similarities to 0 (the paper's ``max(0, .)``).
 
     Returns:
@@ -364,10 +365,16 @@ def cosine_similarity(a: ArrayLike, b: ArrayLike, *, clamp: bool = True) -> Arra
     """
     a = v.check_floating(v.as_array(a, "a"), "a", min_rank=2, layout="[..., P, D]")
     b = v.check_floating(v.as_array(b, "b"), "b", min_rank=2, layout="[..., Q, D]")
-    if a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-1]:
+    try:
+        ok = a.ndim == b.ndim and a.shape[-1] == b.shape[-1]
+        ok = ok and np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) is not None
+    except ValueError:
+        ok = False
+    if not ok:
         raise errors.InputShapeError(
-            f"`a` [..., P, D] and `b` [..., Q, D] must share their leading axes and D, got "
-            f"{v._shape_str(a.shape)} and {v._shape_str(b.shape)}."
+            f"`a` [..., P, D] and `b` [..., Q, D] must share D and have leading axes of the "
+            f"same rank that broadcast, got {v._shape_str(a.shape)} and "
+            f"{v._shape_str(b.shape)}. For all image pairs use `a[:, None]` and `b[None]`."
         )
     a = jnp.asarray(a)
     b = jnp.asarray(b)
