@@ -38,6 +38,7 @@ _SUBPACKAGES = (
     "models",
     "pipeline",
     "segmentation",
+    "summaries",
     "superpixels",
     "surrogates",
     "training",
