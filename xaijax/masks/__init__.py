@@ -5,7 +5,9 @@
 * :func:`crisp_mask`: its crisp full-resolution mask (A2: initialised from the smooth one, with
   a LASSO term pushing it to binary);
 * :func:`meaningful_perturbation`: Fong & Vedaldi's deletion game with random jitter (the
-  baseline Visual Summaries builds on).
+  baseline Visual Summaries builds on);
+* :func:`salient_regions`: the top connected regions of a heat mask, ranked by the drop when only
+  each is replaced by the null image (Stage B).
 
 Each returns an :class:`xaijax.Explainer` with result ``"mask"``: a :class:`MaskExplanation`
 whose ``map`` ``[B, H, W]`` is the saliency map (the code's heat mask ``1 - M`` normalised:
@@ -25,17 +27,20 @@ from xaijax.masks._optimize import (
     smooth_mask,
     straight_through_blur,
 )
+from xaijax.masks._regions import SalientRegions, salient_regions
 from xaijax.masks._regularizers import l1_loss, lasso_loss, tv_loss
 
 __all__ = [
     "INITS",
     "PRESETS",
+    "SalientRegions",
     "MaskExplanation",
     "circular_init",
     "crisp_mask",
     "l1_loss",
     "lasso_loss",
     "meaningful_perturbation",
+    "salient_regions",
     "smooth_mask",
     "straight_through_blur",
     "tv_loss",
