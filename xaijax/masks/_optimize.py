@@ -46,7 +46,9 @@ class MaskExplanation(NamedTuple):
 
     Attributes:
       map: ``[B, H, W]`` the saliency map: the code's saved heat mask
-        ``h = 1 - (M - min M) / max M`` (bright = deleted = salient; 0 where ``max M = 0``).
+        ``h = 1 - (M - min M) / max M`` (bright = deleted = salient; 1 where ``max M = 0``).
+        As in the code, a mask that deletes nothing (``M = 1`` everywhere) gives ``h = 1``
+        everywhere: read ``mask`` (or ``drop``) to tell "nothing salient" from "all salient".
       mask: ``[B, H, W]`` the full-resolution mask ``M`` the image was perturbed with (1 keep,
         0 replaced by the null image).
       target_prob: ``[B]`` softmax probability of the explained class on ``x``.
