@@ -34,6 +34,7 @@ _SUBPACKAGES = (
     "cli",
     "data",
     "fixations",
+    "masks",
     "metrics",
     "models",
     "pipeline",

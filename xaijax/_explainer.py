@@ -43,6 +43,8 @@ RESULTS = {
     "layer_map": "an array [B, *layer output] (per element of a layer's output, e.g. [B, L, D] "
     "token embeddings)",
     "surrogate": "a NamedTuple of arrays (coefficients [B, S], intercept, score, ...)",
+    "mask": "a NamedTuple of arrays (map [B, H, W] saliency, mask [B, H, W] (1 keep), "
+    "per-image statistics [B]: target_prob, mask_prob, drop, ...)",
 }
 
 #: ``run(params, x, target, **per_call) -> result``: inputs already checked.
