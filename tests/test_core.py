@@ -212,12 +212,14 @@ RETIRED = {
 
 def _public_factories():
     import xaijax.fixations as fx
+    import xaijax.masks as ms
     import xaijax.metrics as mt
     import xaijax.segmentation as sg
     import xaijax.superpixels as sp
+    import xaijax.summaries as sm
     import xaijax.surrogates as su
 
-    for mod in (xaijax, xaijax.attribution, fx, mt, sg, sp, su):
+    for mod in (xaijax, xaijax.attribution, fx, ms, mt, sg, sm, sp, su):
         for name in mod.__all__:
             obj = getattr(mod, name)
             if inspect.isfunction(obj):

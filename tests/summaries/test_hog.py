@@ -119,7 +119,7 @@ def test_box_descriptors_equal_skimage_hog_of_the_crop():
     skimage_feature = pytest.importorskip("skimage.feature")
     x = _images((2, 80, 90, 3), seed=3)
     boxes = np.array([[[0, 0, 64, 64], [20, 10, 84, 74]], [[5, 16, 69, 80], [26, 0, 90, 64]]])
-    ours = np.asarray(box_descriptors(x, boxes, batch_size=1))
+    ours = np.asarray(box_descriptors(x, boxes, chunk_size=1))
     assert ours.shape == (2, 2, 1764)
     for n in range(2):
         for p in range(2):

@@ -66,7 +66,7 @@ def test_pairwise_ssim_matches_skimage_pairs():
     metrics = pytest.importorskip("skimage.metrics")
     crops = np.random.default_rng(3).random((4, 14, 15))
     crops[1] = np.clip(crops[0] + 0.1, 0, 1)  # one similar pair
-    ours = np.asarray(pairwise_ssim(crops.astype(np.float32), batch_size=3))
+    ours = np.asarray(pairwise_ssim(crops.astype(np.float32), chunk_size=3))
     ref = np.array(
         [[metrics.structural_similarity(x, y, data_range=1.0) for y in crops] for x in crops]
     )

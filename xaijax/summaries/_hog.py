@@ -286,7 +286,7 @@ def box_descriptors(
     pixels_per_cell: int | tuple[int, int] = (8, 8),
     cells_per_block: int | tuple[int, int] = (2, 2),
     block_norm: str = "L2-Hys",
-    batch_size: int | None = None,
+    chunk_size: int | None = None,
 ) -> Array:
     """HOG descriptors of boxes: each box cropped, resampled to ``size``, then :func:`hog`.
 
@@ -300,7 +300,7 @@ def box_descriptors(
       boxes: ``[N, P, 4]``.
       size, antialias: see :func:`crop_boxes`.
       orientations, pixels_per_cell, cells_per_block, block_norm: see :func:`hog`.
-      batch_size: images processed at once (``jax.lax.map``), to bound memory for many
+      chunk_size: images processed at once (``jax.lax.map``), to bound memory for many
         images; ``None`` = all at once.
 
     Returns:
@@ -319,8 +319,8 @@ def box_descriptors(
     rows, cols = _pair(size, "size")
     hog_size((rows, cols), orientations=orientations, pixels_per_cell=pixels_per_cell,
              cells_per_block=cells_per_block)  # fmt: skip
-    if batch_size is not None:
-        v.check_positive_int(batch_size, "batch_size")
+    if chunk_size is not None:
+        v.check_positive_int(chunk_size, "chunk_size")
     boxes = _check_boxes(boxes, images)
 
     opts = (
@@ -329,17 +329,17 @@ def box_descriptors(
         _pair(cells_per_block, "cells_per_block"),
         v.check_choice(block_norm, "block_norm", BLOCK_NORMS),
     )
-    return _box_descriptors(images, boxes, (rows, cols), bool(antialias), opts, batch_size)
+    return _box_descriptors(images, boxes, (rows, cols), bool(antialias), opts, chunk_size)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
-def _box_descriptors(images, boxes, size, antialias, opts, batch_size) -> Array:
+def _box_descriptors(images, boxes, size, antialias, opts, chunk_size) -> Array:
     def per_image(args):
         image, image_boxes = args
         crops = _crop_batch(image[None], image_boxes[None], size, antialias)[0]
         return _hog_batch(crops, *opts, False)
 
-    return jax.lax.map(per_image, (images, boxes), batch_size=batch_size)
+    return jax.lax.map(per_image, (images, boxes), batch_size=chunk_size)
 
 
 def cosine_similarity(a: ArrayLike, b: ArrayLike, *, clamp: bool = True) -> Array:

@@ -176,12 +176,12 @@ def ssim(
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6, 7))
-def _pairwise(crops, win_size, gaussian, data_range, k1, k2, sample_cov, batch_size) -> Array:
+def _pairwise(crops, win_size, gaussian, data_range, k1, k2, sample_cov, chunk_size) -> Array:
     def row(x):  # x [..., H, W] against every crop
         tiled = jnp.broadcast_to(x[..., None, :, :], crops.shape)
         return _ssim_core(tiled, crops, win_size, gaussian, data_range, k1, k2, sample_cov)
 
-    rows = jax.lax.map(row, jnp.moveaxis(crops, -3, 0), batch_size=batch_size)  # [M, ..., M]
+    rows = jax.lax.map(row, jnp.moveaxis(crops, -3, 0), batch_size=chunk_size)  # [M, ..., M]
     return jnp.moveaxis(rows, 0, -2)
 
 
@@ -194,15 +194,15 @@ def pairwise_ssim(
     K1: float = 0.01,  # noqa: N803
     K2: float = 0.03,  # noqa: N803
     use_sample_covariance: bool = True,
-    batch_size: int | None = None,
+    chunk_size: int | None = None,
 ) -> Array:
     """SSIM between every pair of a set of grey crops (the summaries' quality filter, 4(b) C.7).
 
     Args:
       crops: ``[..., M, H, W]`` grey crops (one set per leading index).
       data_range, win_size, gaussian_weights, K1, K2, use_sample_covariance: see :func:`ssim`.
-      batch_size: rows computed at once (``jax.lax.map``), bounding memory to
-        ``batch_size * M * H * W`` values; ``None`` = all rows at once.
+      chunk_size: rows computed at once (``jax.lax.map``), bounding memory to
+        ``chunk_size * M * H * W`` values; ``None`` = all rows at once.
 
     Returns:
       ``[..., M, M]`` with ``out[..., i, j] = ssim(crops[..., i, :, :], crops[..., j, :, :])``
@@ -221,8 +221,8 @@ def pairwise_ssim(
     data_range, win_size = _check_options(data_range, win_size, gaussian_weights, K1, K2)
     crops = _check_images(crops, "crops", 3, "[..., M, H, W]")
     _check_size(crops.shape, win_size, "crops")
-    if batch_size is not None:
-        v.check_positive_int(batch_size, "batch_size")
+    if chunk_size is not None:
+        v.check_positive_int(chunk_size, "chunk_size")
     return _pairwise(
         crops,
         win_size,
@@ -231,5 +231,5 @@ def pairwise_ssim(
         float(K1),
         float(K2),
         bool(use_sample_covariance),
-        batch_size,
+        chunk_size,
     )
