@@ -65,7 +65,7 @@ def test_planted_square_is_proposed(result):
 def test_planted_square_off_the_window_grid():
     """A square no sliding box fits must come from the superpixel hierarchy."""
     x, box = planted(batch=2, size=32, square=(5, 13, 11))
-    windows = _sliding_boxes(32, 32, (1.0, 0.75, 0.5, 0.25), (1.0, 2.0, 0.5), 0.5, 4)
+    windows = _sliding_boxes(32, 32, (1.0, 0.75, 0.5, 0.375, 0.25), (1.0, 2.0, 0.5), 1 / 3, 4)
     assert iou_inclusive(windows, box).max() < 0.9
     p = proposals(x, **OPTS)
     for n in range(2):
@@ -73,7 +73,7 @@ def test_planted_square_off_the_window_grid():
         assert iou_inclusive(b, box).max() >= 0.9
 
 
-def test_deterministic_batched_equals_single_and_jit(result):
+def test_deterministic_and_batched_equals_single(result):
     x, _, p = result
     again = proposals(x, **OPTS)
     np.testing.assert_array_equal(again.boxes, p.boxes)
@@ -82,19 +82,35 @@ def test_deterministic_batched_equals_single_and_jit(result):
     flipped = proposals(x[::-1], **OPTS)
     np.testing.assert_array_equal(flipped.boxes, p.boxes[::-1])
     assert not np.array_equal(p.boxes[0], p.boxes[1])
-    jitted = jax.jit(lambda im: proposals(im, **OPTS))(x)
-    np.testing.assert_array_equal(jitted.boxes, p.boxes)
+
+
+# A small configuration (one scale, one window) that yields fewer boxes than asked.
+SMALL = {
+    "num_proposals": 40,
+    "approx_segments": (4,),
+    "window_fractions": (1.0,),
+    "window_aspects": (1.0,),
+}
+
+
+def small_images():
+    return jnp.zeros((1, 8, 8, 1)).at[0, 2:6, 1:5].set(1.0)
 
 
 def test_padding_when_fewer_boxes_than_asked():
-    x = jnp.zeros((1, 8, 8, 1))
-    p = proposals(
-        x, num_proposals=40, approx_segments=(4,), window_fractions=(1.0,), window_aspects=(1.0,)
-    )
+    p = proposals(small_images(), **SMALL)
     valid = np.asarray(p.valid[0])
     n = valid.sum()
     assert 0 < n < 40 and valid[:n].all() and not valid[n:].any()
     assert (np.asarray(p.boxes[0])[n:] == 0).all()
+
+
+def test_jit_gives_the_same_boxes():
+    x = small_images()
+    jitted = jax.jit(lambda im: proposals(im, **SMALL))(x)
+    eager = proposals(x, **SMALL)
+    np.testing.assert_array_equal(jitted.boxes, eager.boxes)
+    np.testing.assert_array_equal(jitted.valid, eager.valid)
 
 
 def test_sliding_boxes_cover_the_image_edges():

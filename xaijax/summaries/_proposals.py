@@ -276,9 +276,9 @@ def proposals(
     colour_weight: float = 1.0,
     size_weight: float = 1.0,
     fill_weight: float = 1.0,
-    window_fractions: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25),
+    window_fractions: tuple[float, ...] = (1.0, 0.75, 0.5, 0.375, 0.25),
     window_aspects: tuple[float, ...] = (1.0, 2.0, 0.5),
-    window_stride: float = 0.5,
+    window_stride: float = 1 / 3,
     min_size: int = 4,
 ) -> Proposals:
     """Region proposals: hierarchical groupings of SLIC superpixels plus sliding boxes.
