@@ -11,7 +11,9 @@ from xaijax import errors
 from xaijax.summaries._flow import MATLAB_EPS, lom_confidence, lom_confidence_batched
 
 
-def lom_oracle(boxes_a, boxes_b, similarity, *, aspect=True, sequential=True):
+def lom_oracle(
+    boxes_a, boxes_b, similarity, *, aspect=True, sequential=True, iou_threshold=0.0, extra=1
+):
     """A straightforward port of Ham et al.'s ``LOM.m`` (float64, loops), from ``wVoteFull``.
 
     ``box2frame``: centre ``((x1 + x2) / 2, (y1 + y2) / 2)``, half extents ``x2 - xc``,
@@ -43,7 +45,7 @@ def lom_oracle(boxes_a, boxes_b, similarity, *, aspect=True, sequential=True):
         off_y[i] = fa[1, i] - fb[1]
         off_s[i] = (fa[2, i] * fa[5, i]) / (fb[2] * fb[5])
     # bboxOverlapRatio(..., 'Union') on inclusive boxes
-    xywh = np.stack([ba[0], ba[1], ba[2] - ba[0] + 1, ba[3] - ba[1] + 1])
+    xywh = np.stack([ba[0], ba[1], ba[2] - ba[0] + extra, ba[3] - ba[1] + extra])
     iou = np.zeros((n_a, n_a))
     for p in range(n_a):
         for q in range(n_a):
@@ -52,7 +54,7 @@ def lom_oracle(boxes_a, boxes_b, similarity, *, aspect=True, sequential=True):
             inter = max(iw, 0) * max(ih, 0)
             union = xywh[2, p] * xywh[3, p] + xywh[2, q] * xywh[3, q] - inter
             iou[p, q] = inter / union
-    neigh = iou > 0
+    neigh = iou > iou_threshold
     source = conf.copy()
     for i in range(n_a):
         read = conf if sequential else source
@@ -105,6 +107,18 @@ def test_float_boxes_and_no_aspect_filter():
     sim = rng.uniform(0, 1, (10, 8)).astype(np.float32)
     got = lom_confidence(a, b, sim, aspect_threshold=None)
     np.testing.assert_allclose(got, lom_oracle(a, b, sim, aspect=False), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("iou_threshold,inclusive", [(0.3, True), (0.0, False)])
+def test_neighbourhood_options(iou_threshold, inclusive):
+    rng = np.random.default_rng(11)
+    a, b = random_boxes(rng, 14), random_boxes(rng, 10)
+    sim = rng.uniform(0, 1, (14, 10)).astype(np.float32)
+    got = lom_confidence(a, b, sim, iou_threshold=iou_threshold, inclusive=inclusive)
+    want = lom_oracle(a, b, sim, iou_threshold=iou_threshold, extra=int(inclusive))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    default = lom_confidence(a, b, sim)
+    assert np.max(np.abs(np.asarray(got) - np.asarray(default))) > 1e-4  # the option matters
 
 
 def test_in_order_updates_matter_and_are_reproduced():
