@@ -215,8 +215,8 @@ def _public_factories():
     import xaijax.masks as ms
     import xaijax.metrics as mt
     import xaijax.segmentation as sg
-    import xaijax.superpixels as sp
     import xaijax.summaries as sm
+    import xaijax.superpixels as sp
     import xaijax.surrogates as su
 
     for mod in (xaijax, xaijax.attribution, fx, ms, mt, sg, sm, sp, su):
