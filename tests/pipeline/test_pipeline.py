@@ -527,6 +527,34 @@ def test_a_second_run_of_the_same_explainer_compiles_nothing(data, tmp_path):
     assert programs._cache_size() == 2
 
 
+def test_mask_explanations_are_stored_by_field_and_scored_by_their_map(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 16, 16, 3)).astype(np.float32)
+    truth = np.zeros((6, 16, 16), bool)
+    truth[:, 4:12, 4:12] = True
+    w = jnp.asarray(rng.normal(size=(16 * 16 * 3, 3)).astype(np.float32))
+
+    def linear(p, x):
+        return x.reshape(len(x), -1) @ p
+
+    e = xaijax.masks.smooth_mask(linear, iterations=3)
+    res = explain_dataset(
+        e,
+        w,
+        ArraySource({"image": images, "truth": truth}),
+        tmp_path / "s",
+        batch_size=4,
+        input_key="image",
+        mask_key="truth",
+        progress=False,
+    )
+    direct = e(w, jnp.asarray(images))
+    for field in ("map", "mask", "drop"):
+        np.testing.assert_allclose(res.read(field), np.asarray(getattr(direct, field)), atol=1e-5)
+    expect = np.asarray(xaijax.metrics.energy_in_mask(direct.map, jnp.asarray(truth)))
+    np.testing.assert_allclose(res.read("energy_in_mask"), expect, atol=1e-5)
+
+
 def test_bad_masks_and_top_k_are_named_errors_before_work(data, tmp_path):
     src, x, label, w = data
     grad = xaijax.gradient(f)

@@ -177,9 +177,18 @@ def _default_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), ("batch",), axis_types=(AxisType.Auto,))
 
 
+def _scored_map(result):
+    """The array the metrics score: the result itself, or the ``map`` field of a NamedTuple
+    result (the masks family's ``MaskExplanation``); ``None`` when there is none."""
+    if hasattr(result, "_fields"):
+        return getattr(result, "map", None)
+    return result
+
+
 def _spatial(result, mask, name: str):
     """The map ``result`` as ``[B, 1, P]`` beside ``mask`` ``[B, 1, P]`` (channels of a map
     shaped like ``x`` reduced by the sum of ``|a|``), or ``None`` when they do not fit."""
+    result = _scored_map(result)
     r, m = result.shape, mask.shape
     if r[1:] == m[1:]:
         s = result
@@ -646,10 +655,12 @@ def explain_dataset(
 
 
 def _check_mask_fits(e, r_shape, m0: np.ndarray, mask_key: str) -> None:
+    r_shape = _scored_map(r_shape)
     if not isinstance(r_shape, jax.ShapeDtypeStruct):
         raise errors.InvalidArgumentError(
-            f"`mask_key` scores maps, but `{e.name}` returns a {type(r_shape).__name__} "
-            f"({e.result}): drop `mask_key`, or explain with a method that returns a map."
+            f"`mask_key` scores maps, but `{e.name}` returns a {e.result} result with no "
+            "single map (no `map` field): drop `mask_key`, or explain with a method that "
+            "returns a map."
         )
     m = (len(m0), *m0.shape[1:])
     r = (len(m0), *r_shape.shape[1:])
