@@ -366,8 +366,9 @@ def explain_dataset(
       index; ``-1`` where not written), ``"target"`` (the class explained), ``"top_classes"``
       and ``"top_probabilities"`` (``[N, k]``), ``"energy_in_mask"`` and ``"pointing_game"``
       (with ``mask_key``) and the result's name (``explainer.result``, e.g. ``"map"``), or one
-      per field of a NamedTuple result. Its ``stats`` hold this run's timings (seconds spent
-      waiting for data, for the devices and writing).
+      per field of a NamedTuple result. Its ``stats`` hold this run's timings (seconds the
+      main thread waited for data and for the writer thread, and the writer for the devices
+      and writing).
 
     Raises:
       OutputPathError: ``out`` cannot be written (checked before any work).
@@ -563,7 +564,7 @@ def explain_dataset(
         sizes = {b: min(batch_size, n - b * batch_size) for b in todo}
         bar = _bar(progress and pid == 0, n, n - sum(sizes.values()), e.name)
         started = time.perf_counter()
-        stats = {"data_wait_s": 0.0, "device_wait_s": 0.0, "write_s": 0.0}
+        stats = {"data_wait_s": 0.0, "writer_wait_s": 0.0, "device_wait_s": 0.0, "write_s": 0.0}
 
         def check(idx, data):  # on the reader thread: every batch, on the host
             x = data[input_key]
@@ -588,7 +589,6 @@ def explain_dataset(
         writer = _Writer(
             path, pid, stores, names, n, batch_size, stats, lambda b: bar.update(sizes[b])
         )
-        pending = None
         batches = iter(reader)
 
         def put(data, key, shape, dtype=None):
@@ -611,22 +611,12 @@ def explain_dataset(
                 ig = _global(
                     [idx[p].astype(np.int32) for p in parts], sharding, (batch_size,), devices
                 )
-                outs = program(params_g, xg, tg, ig, key_g, mg)  # dispatched; runs while we write
-                if pending is not None:
-                    writer.issue(*pending)
-                pending = (b, outs)
+                # Dispatched, not computed: the writer thread waits for it while we go on.
+                writer.submit(b, program(params_g, xg, tg, ig, key_g, mg))
                 peers.check()
-            if pending is not None:
-                writer.issue(*pending)
-            writer.drain()
+            writer.finish()
         except BaseException:
-            # Keep every batch already computed whose writes succeed, then report.
-            if pending is not None and pending[0] not in writer.issued:
-                try:
-                    writer.issue(*pending)
-                except Exception:  # noqa: BLE001 - the first error is the one reported
-                    pass
-            writer.salvage()
+            writer.salvage()  # keep every batch already computed whose writes succeed
             raise
         finally:
             reader.close()
@@ -642,8 +632,9 @@ def explain_dataset(
             print(
                 f"explain_dataset: {done_now} examples explained in {seconds:.1f} s "
                 f"({done_now / max(seconds, 1e-9):.1f} examples/s; {n - done_now} were already "
-                f"done); waited {stats['data_wait_s']:.1f} s for data, "
-                f"{stats['device_wait_s']:.1f} s for the devices, wrote for "
+                f"done); waited {stats['data_wait_s']:.1f} s for data and "
+                f"{stats['writer_wait_s']:.1f} s for the writer, which waited "
+                f"{stats['device_wait_s']:.1f} s for the devices and wrote for "
                 f"{stats['write_s']:.1f} s; "
                 f"store {path} ({_store.size_bytes(path) / 2**20:.1f} MiB){means}",
                 file=sys.stderr,
@@ -693,19 +684,65 @@ def _bar(show: bool, total: int, initial: int, name: str):
 
 class _Writer:
     """Writes the rows of this process's devices of each computed batch (never the padding)
-    through tensorstore, up to ``depth`` batches in flight, and records a batch done only once
-    every one of its writes is committed."""
+    through tensorstore on its own host thread, up to ``depth`` batches of writes in flight, and
+    records a batch done only once every one of its writes is committed. The main thread only
+    dispatches: :meth:`submit` hands over a batch's (not yet computed) results."""
 
-    def __init__(self, path, pid, stores, names, n, batch_size, stats, on_done, depth=4):
+    def __init__(self, path, pid, stores, names, n, batch_size, stats, on_done, depth=4, queued=2):
         self.path, self.pid, self.stores, self.names = path, pid, stores, names
         self.n, self.batch_size, self.stats, self.on_done = n, batch_size, stats, on_done
         self.depth = depth
         self.inflight: deque = deque()  # (batch, write futures), oldest first
-        self.issued: set[int] = set()
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=queued)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def submit(self, b: int, outs) -> None:
+        """Queues batch ``b`` for writing; raises the writer thread's error, if any."""
+        t0 = time.perf_counter()
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self._queue.put((b, outs), timeout=0.05)
+                break
+            except queue.Full:
+                continue
+        self.stats["writer_wait_s"] += time.perf_counter() - t0
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # after an error nothing more is written
+            try:
+                self.issue(*item)
+            except BaseException as exc:  # noqa: BLE001 - raised on the main thread
+                self.error = exc
+
+    def _join(self) -> None:
+        """Lets the thread write every batch already queued, then stops it."""
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=0.05)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+
+    def finish(self) -> None:
+        """Waits until every submitted batch is written and recorded; raises the writer's
+        error."""
+        self._join()
+        if self.error is not None:
+            raise self.error
+        self.drain()
 
     def issue(self, b: int, outs) -> None:
         """Waits for batch ``b``'s results, checks them and starts their writes."""
-        self.issued.add(b)
         result, extras = outs
         t0 = time.perf_counter()
         jax.block_until_ready(outs)
@@ -757,7 +794,9 @@ class _Writer:
         self.retire(keep=0)
 
     def salvage(self) -> None:
-        """After an error: records the batches in flight whose writes all succeed, in order."""
+        """After an error: writes the batches already computed and queued (unless the writer
+        failed), and records those whose writes all succeed, in order."""
+        self._join()
         try:
             self.drain()
         except Exception:  # noqa: BLE001 - the caller re-raises the first error

@@ -221,7 +221,8 @@ class Results:
       manifest: the run's manifest (explainer, options, fingerprints, arrays).
       names: the arrays held (``"index"``, ``"target"`` and one per output).
       stats: the timings of the run that returned it (``seconds``, ``examples``,
-        ``data_wait_s``, ``device_wait_s``, ``write_s``); empty when opened later.
+        ``data_wait_s`` and ``writer_wait_s`` of the main thread, ``device_wait_s`` and
+        ``write_s`` of the writer thread); empty when opened later.
     """
 
     def __init__(self, path: str):
