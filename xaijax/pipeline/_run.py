@@ -177,6 +177,10 @@ def _default_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), ("batch",), axis_types=(AxisType.Auto,))
 
 
+def _floating(leaves) -> list:
+    return [a for a in leaves if jnp.issubdtype(a.dtype, jnp.floating)]
+
+
 def _scored_map(result):
     """The array the metrics score: the result itself, or the ``map`` field of a NamedTuple
     result (the masks family's ``MaskExplanation``); ``None`` when there is none."""
@@ -200,11 +204,17 @@ def _spatial(result, mask, name: str):
     return s.reshape(flat).astype(jnp.float32), mask.reshape(flat).astype(bool)
 
 
-def _program(e: _explainer.Explainer, has_target: bool, top_k: int, has_mask: bool):
-    """``f(params, x, target, index, key, mask) -> (result, extras)``, no value checks.
+def _program(
+    e: _explainer.Explainer, has_target: bool, top_k: int, has_mask: bool, float16: bool = False
+):
+    """``f(params, x, target, index, key, mask) -> (result, extras, status)``.
 
     ``extras`` holds the resolved target, the ``top_k`` classes and probabilities (softmax of the
     head's logits) and, with ground-truth masks, the per-example localisation metrics.
+    ``status`` ``[B]`` int32 is the value check, made on the device so that the host never scans
+    the maps: bit ``2 l`` set where floating leaf ``l`` of the result holds NaN or Inf, bit
+    ``2 l + 1`` where it overflows float16 (``float16``: the result is stored, and cast on the
+    device, as float16).
     Stochastic explainers run example by example (``vmap``) with the key
     ``fold_in(key, index)``, so an example's result does not depend on the batch it is in."""
     bound = dict(e.bound)
@@ -240,7 +250,19 @@ def _program(e: _explainer.Explainer, has_target: bool, top_k: int, has_mask: bo
             s, m = _spatial(result, mask, e.result)
             extras["energy_in_mask"] = _localisation._energy_in_mask(s, m)
             extras["pointing_game"] = _localisation._pointing_game(s, m, 0.0)
-        return result, extras
+        status = jnp.zeros(x.shape[0], jnp.int32)
+        for i, leaf in enumerate(_floating(jax.tree_util.tree_leaves(result))):
+            rows = leaf.reshape(leaf.shape[0], -1)
+            status |= jnp.where(jnp.isfinite(rows).all(axis=1), 0, 1 << (2 * i))
+            if float16:
+                fits = (jnp.abs(rows) <= float(jnp.finfo(jnp.float16).max)).all(axis=1)
+                status |= jnp.where(fits | ~jnp.isfinite(rows).all(axis=1), 0, 2 << (2 * i))
+        if float16:
+            result = jax.tree_util.tree_map(
+                lambda a: a.astype(jnp.float16) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+                result,
+            )
+        return result, extras, status
 
     return f
 
@@ -474,10 +496,10 @@ def explain_dataset(
         m0 = first[mask_key]
         m_sds = jax.ShapeDtypeStruct((batch_size, *m0.shape[1:]), m0.dtype)
         plain = _program(e, target_key is not None, k, False)
-        r_shape, _ = jax.eval_shape(plain, params, x_sds, t_sds, i_sds, key, None)
+        r_shape, _, _ = jax.eval_shape(plain, params, x_sds, t_sds, i_sds, key, None)
         _check_mask_fits(e, r_shape, m0, mask_key)
-    f = _program(e, target_key is not None, k, mask_key is not None)
-    out_shape, extra_shapes = jax.eval_shape(f, params, x_sds, t_sds, i_sds, key, m_sds)
+    f = _program(e, target_key is not None, k, mask_key is not None, dtype == "float16")
+    out_shape, extra_shapes, _ = jax.eval_shape(f, params, x_sds, t_sds, i_sds, key, m_sds)
     leaves, _ = jax.tree_util.tree_flatten(out_shape)
     names = _names(out_shape, e.result)
     for name, leaf in zip(names, leaves, strict=True):
@@ -558,7 +580,9 @@ def explain_dataset(
         done = np.all([[c == "1" for c in d] for d in everyone], axis=0)
         todo = [int(b) for b in np.flatnonzero(~done)]
 
-        program = _compiled(e, f, (target_key is not None, k, mask_key is not None), sharding)
+        program = _compiled(
+            e, f, (target_key is not None, k, mask_key is not None, dtype), sharding
+        )
         params_g = _replicate(params, replicated)
         key_g = _replicate(key, replicated) if e.stochastic else None
         sizes = {b: min(batch_size, n - b * batch_size) for b in todo}
@@ -743,30 +767,24 @@ class _Writer:
 
     def issue(self, b: int, outs) -> None:
         """Waits for batch ``b``'s results, checks them and starts their writes."""
-        result, extras = outs
+        result, extras, status = outs
         t0 = time.perf_counter()
         jax.block_until_ready(outs)
         self.stats["device_wait_s"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        columns = list(extras.items()) + list(
-            zip(self.names, jax.tree_util.tree_leaves(result), strict=True)
+        leaves = jax.tree_util.tree_leaves(result)
+        self._check(
+            b, status, [n for n, a in zip(self.names, leaves, strict=True) if _floating([a])]
         )
+        columns = list(extras.items()) + list(zip(self.names, leaves, strict=True))
         rows = []  # (store name, first global row, data) of this process's devices
         starts = set()
         for name, arr in columns:
-            for shard in arr.addressable_shards:
-                sl = shard.index[0]
-                start, stop = sl.start or 0, sl.stop or self.batch_size
-                valid = min(stop, self.n - b * self.batch_size) - start
-                if valid <= 0:  # padding only
-                    continue
+            for start, valid, data in self._rows(b, arr):
                 g0 = b * self.batch_size + start
-                computed = np.asarray(shard.data)[:valid]
-                with np.errstate(over="ignore"):  # float16 overflow: reported just below
-                    data = computed.astype(self.stores[name].dtype.numpy_dtype, copy=False)
-                if jnp.issubdtype(data.dtype, jnp.inexact) and not np.all(np.isfinite(data)):
-                    _non_finite(name, data, g0, computed)
-                rows.append((name, g0, data))
+                rows.append(
+                    (name, g0, data.astype(self.stores[name].dtype.numpy_dtype, copy=False))
+                )
                 if (start, valid) not in starts:
                     starts.add((start, valid))
                     rows.append(("index", g0, np.arange(g0, g0 + valid)))
@@ -774,6 +792,29 @@ class _Writer:
         self.inflight.append((b, futures))
         self.stats["write_s"] += time.perf_counter() - t0
         self.retire(keep=self.depth)
+
+    def _rows(self, b: int, arr):
+        """``(first row in the batch, valid rows, data)`` of each of this process's shards of
+        ``arr``, the padding cut off."""
+        for shard in arr.addressable_shards:
+            sl = shard.index[0]
+            start, stop = sl.start or 0, sl.stop or self.batch_size
+            valid = min(stop, self.n - b * self.batch_size) - start
+            if valid > 0:
+                yield start, valid, np.asarray(shard.data)[:valid]
+
+    def _check(self, b: int, status, checked: list[str]) -> None:
+        """:class:`NonFiniteOutputError` for the examples the device flagged (nothing of the
+        batch is written then)."""
+        for start, _, codes in self._rows(b, status):
+            if not codes.any():
+                continue
+            first = b * self.batch_size + start
+            for i, name in enumerate(checked):
+                for bit, overflow in ((1 << (2 * i), False), (2 << (2 * i), True)):
+                    bad = first + np.flatnonzero(codes & bit)
+                    if bad.size:
+                        _non_finite(name, bad, overflow)
 
     def retire(self, keep: int) -> None:
         """Records every batch at the front whose writes are committed, waiting for the oldest
@@ -803,9 +844,8 @@ class _Writer:
             pass
 
 
-def _non_finite(name: str, stored: np.ndarray, g0: int, computed: np.ndarray) -> None:
-    bad = g0 + np.flatnonzero(~np.isfinite(stored).reshape(len(stored), -1).all(axis=1))
-    if np.all(np.isfinite(computed)):
+def _non_finite(name: str, bad: np.ndarray, overflow: bool) -> None:
+    if overflow:
         raise errors.NonFiniteOutputError(
             f"`{name}` of examples {bad[:8].tolist()} overflows float16 (|value| > 65504): "
             "store it with `dtype='float32'`."
