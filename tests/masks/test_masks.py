@@ -162,8 +162,8 @@ def test_crisp_mask_is_near_binary_and_keeps_deleting_the_region():
 
 def _contract_explainers():
     f = _energy_model(slice(4, 12), slice(4, 12), gain=3.0)
-    # 12 iterations: an eager call runs two jitted chunks of 6 (the largest divisor up to _optimize.CHUNK), a jitted call one
-    # scan; the test below holds them equal.
+    # 12 iterations: an eager call runs two jitted chunks of 6 (the largest divisor up to
+    # _optimize.CHUNK), a jitted call one scan; the test below holds them equal.
     sm = masks.smooth_mask(f, iterations=12, mask_scale=4)
     return {
         "smooth_mask": (sm, {}),
