@@ -120,7 +120,7 @@ def contributions(net: AnchorNet | AnchorNetText) -> Explainer:
             bias = bias + bb
             pix.append(c)
         contrib = jnp.stack(per, axis=1)
-        logits = jnp.sum(contrib, axis=tuple(range(1, contrib.ndim - 1))) + bias
+        logits = jnp.sum(contrib, axis=tuple(range(1, contrib.ndim - 1))) + bias[None]
         tgt = target if target is not None else jnp.argmax(logits, axis=-1).astype(jnp.int32)
         loc = jnp.take_along_axis(contrib, tgt.reshape((-1,) + (1,) * (contrib.ndim - 1)), -1)
         loc = loc[..., 0]

@@ -67,8 +67,8 @@ def _select_one(scores: Array, valid: Array, rf, jump, offset, topk: int, thr: f
     coords = jnp.stack(jnp.unravel_index(order, grid), axis=-1).astype(jnp.int32)  # [N, nd]
     # (x, y) order for 2-D boxes: columns first.
     xy = coords[:, ::-1]
-    starts = jnp.asarray(offset[::-1], jnp.int32) + xy * jnp.asarray(jump[::-1], jnp.int32)
-    ends = starts + jnp.asarray(rf[::-1], jnp.int32) - 1
+    starts = jnp.asarray(offset[::-1], jnp.int32)[None] + xy * jnp.asarray(jump[::-1])[None]
+    ends = starts + jnp.asarray(rf[::-1], jnp.int32)[None] - 1
     cand = jnp.concatenate([starts, ends], axis=-1)  # [N, 2 nd]
     cand_ok = jnp.isfinite(flat[order])
 

@@ -299,7 +299,7 @@ def _propagate(step: _jaxpr.Step, geos: list[_Geo | None], avals) -> list[_Geo |
     if name == "dot_general":
         (lc, rc), (lb, rb) = p["dimension_numbers"]
         out = []
-        for side, (g, shape, contract, batch) in enumerate(
+        for side, (g, _shape, contract, batch) in enumerate(
             [(geos[0], in_shapes[0], lc, lb), (geos[1], in_shapes[1], rc, rb)]
         ):
             if g is None:
