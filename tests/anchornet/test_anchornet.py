@@ -14,6 +14,32 @@ from xaijax import errors
 TINY = dict(widths=(4,) * 7, stem_width=4, features=8)
 
 
+def _normal(shape, seed=0, dtype=np.float32):
+    """NumPy draws: ``jax.random`` compiles threefry once per shape (~0.5 s each on CPU)."""
+    return jnp.asarray(np.random.default_rng(seed).normal(size=shape).astype(dtype))
+
+
+def _variables(net, x, seed=1, dtype=None):
+    """Random variables of ``net`` for inputs like ``x``, drawn with NumPy on the shapes of
+    ``net.init`` (traced by ``eval_shape``: nothing compiles; XLA takes ~0.5 s per parameter to
+    compile the initialisers). BatchNorm statistics are random too, so no BN is the identity."""
+    rng = np.random.default_rng(seed)
+
+    def draw(path, s):
+        name = path[-1].key
+        if name == "kernel":  # unit-variance activations: fan_in = all axes but the last
+            a = rng.normal(size=s.shape) / np.sqrt(np.prod(s.shape[:-1]))
+        elif name == "embedding":
+            a = rng.normal(size=s.shape)
+        elif name in ("scale", "var"):
+            a = rng.uniform(0.5, 1.5, size=s.shape)
+        else:  # biases, BN means
+            a = 0.1 * rng.normal(size=s.shape)
+        return jnp.asarray(a, dtype or s.dtype)
+
+    return jax.tree_util.tree_map_with_path(draw, jax.eval_shape(net.init, jax.random.key(0), x))
+
+
 # --- receptive fields ---------------------------------------------------------------------------
 
 
@@ -31,32 +57,56 @@ def test_code_table_layer_list_and_jaxpr():
     local = an.anchornet(1000, se=False, **TINY)
     rf = an.receptive_field(lambda p, xx: local.apply(p, xx, features_only=True)[0], x, v)
     assert rf.rf == (95, 95) and not rf.global_context
+    code = an.anchornet(1000)  # the code's widths: traced only, nothing compiles
+    assert code.layers() == net.layers()
+    v = jax.eval_shape(code.init, jax.random.key(0), x)
+    rf = an.receptive_field(lambda p, xx: code.apply(p, xx, features_only=True)[0], x, v)
+    assert (rf.rf, rf.jump, rf.offset, rf.size) == ((95, 95), (8, 8), (0, 0), (17, 17))
 
 
-@pytest.mark.parametrize("crop", ["bottom_right", "centred"])
-def test_rf_is_the_support_of_the_gradient(crop):
-    net = an.anchornet_multi(2, rfs=(15, 23), width=3, stem_width=3, features=2, crop=crop)
-    x = jax.random.normal(jax.random.key(0), (1, 31, 31, 3))
-    v = net.init(jax.random.key(1), x)
-    rfs = an.receptive_field(lambda p, xx: net.apply(p, xx, features_only=True), x, v)
-    assert [r.rf for r in rfs] == [(15, 15), (23, 23)] and rfs[0].jump == (4, 4)
+@pytest.fixture(scope="module")
+def gradients():
+    """Per crop: a two-branch net (RF 15 and 23, no SE), its receptive fields from the jaxpr and
+    ``d(sum_k F_b[0, i, j, k]) / dx`` for every branch and location, both crops in one compile."""
+    x = _normal((1, 31, 31, 3))
+    nets = {
+        c: an.anchornet_multi(2, rfs=(15, 23), width=3, stem_width=3, features=2, crop=c)
+        for c in an.CROPS
+    }
+    vs = {c: _variables(net, x) for c, net in nets.items()}
+    rfs = {
+        c: an.receptive_field(lambda p, xx, n=net: n.apply(p, xx, features_only=True), x, vs[c])
+        for c, net in nets.items()
+    }
+
+    def features(net, v):
+        return lambda xx: tuple(f[0].sum(-1) for f in net.apply(v, xx, features_only=True))
+
+    jac = jax.jit(lambda xx: {c: jax.jacrev(features(nets[c], vs[c]))(xx) for c in nets})(x)
+    return {c: (rfs[c], [np.asarray(j) for j in jac[c]]) for c in nets}
+
+
+@pytest.mark.parametrize("crop", an.CROPS)
+def test_rf_is_the_support_of_the_gradient(gradients, crop):
+    rfs, jac = gradients[crop]
+    assert [r.rf for r in rfs] == [(15, 15), (23, 23)]
+    assert [r.jump for r in rfs] == [(4, 4), (4, 4)] and [r.size for r in rfs] == [(5, 5), (3, 3)]
     for b, rf in enumerate(rfs):
-        for i, j in [(0, 0), (1, 2), (rf.size[0] - 1, rf.size[1] - 1)]:
-            g = jax.grad(
-                lambda xx, b=b, i=i, j=j: net.apply(v, xx, features_only=True)[b][0, i, j].sum()
-            )(x)
-            support = np.abs(np.asarray(g[0])).sum(-1) > 0
-            box = np.zeros_like(support)
-            box[4 * i : 4 * i + rf.rf[0], 4 * j : 4 * j + rf.rf[1]] = True
-            assert np.array_equal(support, box), (crop, b, i, j)  # inside and fills it
+        support = np.abs(jac[b][:, :, 0]).sum(-1) > 0  # [h, w, H, W], every location
+        assert support.shape == rf.size + (31, 31)
+        for i in range(rf.size[0]):
+            for j in range(rf.size[1]):
+                box = np.zeros((31, 31), bool)
+                box[4 * i : 4 * i + rf.rf[0], 4 * j : 4 * j + rf.rf[1]] = True
+                assert np.array_equal(support[i, j], box), (crop, b, i, j)  # inside, fills it
 
 
 def test_se_false_is_strictly_local():
     net = an.anchornet_multi(2, rfs=(15,), width=3, stem_width=3, features=2)
-    x = jax.random.normal(jax.random.key(0), (1, 27, 27, 3))
-    v = net.init(jax.random.key(1), x)
+    x = _normal((1, 27, 27, 3))
+    v = _variables(net, x)
     y = x.at[:, 20:, :, :].set(5.0)  # rows outside location (0, 0)'s box [0, 14]
-    f = lambda xx: net.apply(v, xx, features_only=True)[0][0, 0, 0]  # noqa: E731
+    f = jax.jit(lambda xx: net.apply(v, xx, features_only=True)[0][0, 0, 0])
     assert np.array_equal(np.asarray(f(x)), np.asarray(f(y)))
 
 
@@ -68,7 +118,7 @@ def test_padded_layers_are_refused_by_name():
             return nn.Conv(2, (3, 3), padding="SAME", name="padded_conv")(x)
 
     x = jnp.zeros((1, 9, 9, 3))
-    v = Padded().init(jax.random.key(0), x)
+    v = jax.eval_shape(Padded().init, jax.random.key(0), x)  # traced, not run
     with pytest.raises(errors.PaddedLayerError, match="padded_conv"):
         an.receptive_field(lambda p, xx: Padded().apply(p, xx), x, v)
     with pytest.raises(errors.PaddedLayerError, match="layer 1"):
@@ -84,7 +134,7 @@ def test_small_input_and_bad_rfs_are_named_errors():
     with pytest.raises(errors.InputShapeError, match="smaller than"):
         an.receptive_field([(3, 2)] * 3, 10)
     net = an.anchornet_multi(2, rfs=(23,), width=3, stem_width=3, features=2)
-    v = net.init(jax.random.key(0), jnp.zeros((1, 23, 23, 3)))
+    v = _variables(net, jnp.zeros((1, 23, 23, 3)))
     with pytest.raises(errors.InputShapeError, match="receptive field"):
         an.contributions(net)(v, jnp.zeros((1, 20, 20, 3)))
     with pytest.raises(errors.InvalidArgumentError, match="7 \\+ 8 n"):
@@ -102,65 +152,99 @@ def _image_net(branches):
     return an.anchornet_multi(3, rfs=(15, 23, 31), width=3, stem_width=3, features=4, se=True), 35
 
 
-@pytest.mark.parametrize("branches", [1, 3])
-def test_logit_is_sum_plus_bias_in_float64_image(branches):
+@pytest.fixture(scope="module")
+def float64_images():
+    """Per branch count: the explainer's output and the logits in float64 on images of the
+    smallest height (the width adds a location), both nets in one compile."""
     with jax.enable_x64(True):
-        net, size = _image_net(branches)
-        x = jax.random.normal(jax.random.key(0), (2, size, size + 8, 3), jnp.float64)
-        v = net.init(jax.random.key(1), x)
-        v = jax.tree.map(lambda a: a.astype(jnp.float64), v)
-        out = an.contributions(net)(v, x)
-        logits = net.apply(v, x)
-        assert out.contributions.dtype == jnp.float64
-        total = out.contributions.sum(axis=(1, 2, 3)) + out.bias
-        np.testing.assert_allclose(total, logits, rtol=0, atol=1e-10)
-        assert out.contributions.shape[:2] == (2, branches)
-        np.testing.assert_array_equal(out.target, jnp.argmax(logits, -1))
-        # padded locations of smaller grids hold zeros
-        assert np.all(np.asarray(out.contributions)[~np.asarray(out.valid)] == 0)
+        nets, data = {}, {}
+        for branches in (1, 3):
+            net, size = _image_net(branches)
+            x = _normal((2, size, size + 8, 3), dtype=np.float64)
+            nets[branches] = (net, an.contributions(net))
+            data[branches] = (_variables(net, x, dtype=jnp.float64), x)
+
+        def run(data):  # the explainer's eager path is the contract test's
+            return {b: (nets[b][1](*data[b]), nets[b][0].apply(*data[b])) for b in nets}
+
+        out = jax.jit(run)(data)
+        return jax.tree.map(np.asarray, out)
+
+
+@pytest.mark.parametrize("branches", [1, 3])
+def test_logit_is_sum_plus_bias_in_float64_image(float64_images, branches):
+    out, logits = float64_images[branches]
+    assert out.contributions.dtype == np.float64 and logits.dtype == np.float64
+    total = out.contributions.sum(axis=(1, 2, 3)) + out.bias
+    np.testing.assert_allclose(total, logits, rtol=0, atol=1e-10)
+    assert np.abs(logits).max() > 1e-3  # not trivially 0 == 0
+    assert out.contributions.shape[:2] == (2, branches)
+    np.testing.assert_array_equal(out.target, np.argmax(logits, -1))
+    # padded locations of smaller grids hold zeros
+    assert np.all(out.contributions[~out.valid] == 0)
 
 
 def test_logit_is_sum_plus_bias_in_float64_text():
     with jax.enable_x64(True):
         net = an.anchornet_text(3, vocab_size=30, rfs=(1, 4, 5), width=4, features=4)
-        tokens = jax.random.randint(jax.random.key(0), (3, 12), 0, 30)
-        v = net.init(jax.random.key(1), tokens)
-        v = jax.tree.map(lambda a: a.astype(jnp.float64), v)
-        out = an.contributions(net)(v, tokens, jnp.array([0, 1, 2]))
+        tokens = jnp.asarray(np.random.default_rng(0).integers(0, 30, (3, 12)), jnp.int32)
+        v = _variables(net, tokens, dtype=jnp.float64)
+        explain = an.contributions(net)
+        out, logits = jax.jit(lambda p, t: (explain(p, t, jnp.array([0, 1, 2])), net.apply(p, t)))(
+            v, tokens
+        )
+        assert out.contributions.dtype == jnp.float64
         total = out.contributions.sum(axis=(1, 2)) + out.bias
-        np.testing.assert_allclose(total, net.apply(v, tokens), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(total, logits, rtol=0, atol=1e-10)
         assert out.location_map.shape == (3, 3, 12) and out.map.shape == (3, 12)
         np.testing.assert_array_equal(out.valid[0].sum(-1), [12, 9, 8])
 
 
-def test_pixel_map_averages_over_covering_boxes():
-    net = an.anchornet_multi(2, rfs=(15,), width=3, stem_width=3, features=2)
-    x = jax.random.normal(jax.random.key(0), (1, 24, 20, 3))
-    v = net.init(jax.random.key(1), x)
-    out = an.contributions(net)(v, x, jnp.array([1]))
-    loc = np.asarray(out.location_map[0, 0])  # [3, 2] at jump 4, RF 15
-    total, count = np.zeros((24, 20)), np.zeros((24, 20))
-    for i in range(loc.shape[0]):
-        for j in range(loc.shape[1]):
-            total[4 * i : 4 * i + 15, 4 * j : 4 * j + 15] += loc[i, j]
-            count[4 * i : 4 * i + 15, 4 * j : 4 * j + 15] += 1
-    expected = np.where(count > 0, total / np.maximum(count, 1), 0)
-    np.testing.assert_allclose(out.map[0], expected, rtol=1e-5, atol=1e-9)
+@pytest.fixture(scope="module")
+def multi():
+    """A 3-class net with two branches (RF 15 and 23, 4x3 and 2x1 locations at 28x24 px, the
+    last row and column outside every box) and Squeeze-Excitation, its variables, a batch, its
+    explainer and the explainer jitted: the compiled functions are shared by the tests below."""
+    net = an.anchornet_multi(3, rfs=(15, 23), width=3, stem_width=3, features=4, se=True)
+    x = _normal((4, 28, 24, 3))
+    explain = an.contributions(net)
+    return _variables(net, x), x, explain, jax.jit(explain)
+
+
+def test_pixel_map_averages_over_covering_boxes(multi):
+    v, x, explain, _ = multi
+    out = explain(v, x[2:3], jnp.array([1]))  # the contract test's single-image compiles
+    assert out.location_map.shape == (1, 2, 4, 3)
+    np.testing.assert_array_equal(out.valid[0, 1], [[1, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    for b, (rf, grid) in enumerate([(15, (4, 3)), (23, (2, 1))]):
+        loc = np.asarray(out.location_map[0, b])  # jump 4
+        total, count = np.zeros((28, 24)), np.zeros((28, 24))
+        for i in range(grid[0]):
+            for j in range(grid[1]):
+                total[4 * i : 4 * i + rf, 4 * j : 4 * j + rf] += loc[i, j]
+                count[4 * i : 4 * i + rf, 4 * j : 4 * j + rf] += 1
+        assert count[-1].sum() == count[:, -1].sum() == 0  # the uncovered row and column
+        expected = np.where(count > 0, total / np.maximum(count, 1), 0)
+        np.testing.assert_allclose(out.pixel_maps[0, b], expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(out.map, out.pixel_maps.sum(1), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(out.location_map, out.contributions[..., 1], rtol=0, atol=0)
 
 
-def test_explainer_contract(assert_no_recompile):
-    net = an.anchornet_multi(3, rfs=(15, 23), width=3, stem_width=3, features=4, se=True)
-    x = jax.random.normal(jax.random.key(0), (4, 27, 27, 3))
-    v = net.init(jax.random.key(1), x)
-    explain = an.contributions(net)
+def test_explainer_contract(multi, assert_no_recompile, compile_counter):
+    v, x, explain, jitted = multi
     t = jnp.array([0, 2, 1, 0])
+    with compile_counter() as n:
+        jax.block_until_ready(explain(v, x, t))
+    assert n.count <= 3  # value checks, the run, the output check: not one compile per op
     eager = assert_no_recompile(explain, v, x, t)
-    jitted = jax.jit(lambda p, xx, tt: explain(p, xx, tt))(v, x, t)
+    batch = jitted(v, x, t)
     single = [explain(v, x[i : i + 1], t[i : i + 1]) for i in range(4)]
-    vm = jax.vmap(lambda xx, tt: explain(v, xx, tt))(x.reshape(2, 2, 27, 27, 3), t.reshape(2, 2))
+    vm = jax.vmap(lambda xx, tt: explain(v, xx, tt))(
+        x.reshape((2, 2) + x.shape[1:]), t.reshape(2, 2)
+    )
+    assert len(eager) == 7 and eager.target.tolist() == t.tolist()
     for k, a in enumerate(eager):
-        np.testing.assert_allclose(a, jitted[k], rtol=2e-5, atol=1e-7)
+        np.testing.assert_allclose(a, batch[k], rtol=2e-5, atol=1e-7)
         np.testing.assert_allclose(a, jnp.concatenate([s[k] for s in single]), rtol=2e-5, atol=1e-7)
         np.testing.assert_allclose(a, vm[k].reshape(a.shape), rtol=2e-5, atol=1e-7)
     assert explain.result == "contributions"
@@ -194,14 +278,28 @@ def _code_loop(cam, rf, jump, topk, thr):
     return boxes
 
 
-@pytest.mark.parametrize("thr", [0.0, 0.3, 0.5, 1.0])
-def test_patches_match_the_code_loop(thr):
+THRESHOLDS = (0.0, 0.3, 0.5, 1.0)
+
+
+@pytest.fixture(scope="module")
+def code_loop_case():
+    """Two 6x5 maps (no ties; the second with one dominant location) and their patches at every
+    threshold, from one jitted function (one compile instead of one per threshold)."""
     rng = np.random.default_rng(0)
-    maps = rng.permutation(2 * 6 * 5).reshape(2, 1, 6, 5).astype(np.float32)  # no ties
+    maps = rng.permutation(2 * 6 * 5).reshape(2, 1, 6, 5).astype(np.float32)
     maps[1, 0, 2, 2] = 1000.0
-    got = jax.jit(lambda m: an.informative_patches(m, rf=9, jump=2, topk=4, iou_threshold=thr))(
-        maps
+    run = jax.jit(
+        lambda m: [
+            an.informative_patches(m, rf=9, jump=2, topk=4, iou_threshold=thr) for thr in THRESHOLDS
+        ]
     )
+    return maps, dict(zip(THRESHOLDS, run(maps), strict=True))
+
+
+@pytest.mark.parametrize("thr", THRESHOLDS)
+def test_patches_match_the_code_loop(code_loop_case, thr):
+    maps, results = code_loop_case
+    got = results[thr]
     for b in range(2):
         expected = _code_loop(maps[b, 0], 9, 2, 4, thr)
         n = int(got.valid[b].sum())
@@ -216,11 +314,16 @@ def test_patches_merge_branches_by_normalised_score_and_spans():
     maps[0, 1, 0, 2], maps[0, 1, 2, 0] = 2.0, 1.8  # normalised 1.0, 0.9
     valid = np.ones_like(maps, bool)
     valid[0, 1, 3, :] = False
-    p = an.informative_patches(maps, rf=(5, 9), jump=2, topk=2, iou_threshold=1.0, valid=valid)
+    spans = jnp.array([[[0.0, 3.0, 1.0, 2.0]]])
+    p, spans = jax.jit(  # one compile
+        lambda m, ok, sp: (
+            an.informative_patches(m, rf=(5, 9), jump=2, topk=2, iou_threshold=1.0, valid=ok),
+            an.informative_patches(sp, rf=3, jump=1, topk=2),
+        )
+    )(maps, valid, spans)
     assert p.branch[0].tolist() == [0, 1, 1, 0]
     np.testing.assert_allclose(p.scores[0], [1.0, 1.0, 0.9, 0.4])
     assert p.boxes[0, 2].tolist() == [0, 4, 8, 12]
-    spans = an.informative_patches(jnp.array([[[0.0, 3.0, 1.0, 2.0]]]), rf=3, jump=1, topk=2)
     assert spans.boxes[0].tolist() == [[1, 3], [3, 5]]
 
 

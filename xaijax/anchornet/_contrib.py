@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from xaijax import _model, errors
@@ -165,7 +166,7 @@ def contributions(net: AnchorNet | AnchorNetText) -> Explainer:
     return Explainer(
         name="anchornet_contributions",
         model=m,
-        run=run,
+        run=jax.jit(run),  # one compile per shape, not one per operation in eager calls
         result="contributions",
         options=options(rfs=tuple(r.rf[0] for r in rfs)),
         integer_inputs=text,

@@ -371,7 +371,7 @@ def receptive_field(
 
     Example:
       >>> from xaijax import anchornet
-      >>> anchornet.receptive_field([(3, 2), (3, 2), (3, 2), (3, 2)] + [(3, 1)] * 4, 224)
+      >>> anchornet.receptive_field([(3, 2)] * 3 + [(3, 1)] * 5, 224)  # the code's chain
       ReceptiveField(rf=(95,), jump=(8,), offset=(0,), size=(17,), global_context=False)
 
     References:
