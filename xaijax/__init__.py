@@ -30,6 +30,7 @@ __version__ = "0.2.0"
 
 #: Subpackages loaded on first access (PEP 562), so `import xaijax` stays light.
 _SUBPACKAGES = (
+    "anchornet",
     "attribution",
     "cli",
     "data",

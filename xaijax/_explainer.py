@@ -45,6 +45,8 @@ RESULTS = {
     "surrogate": "a NamedTuple of arrays (coefficients [B, S], intercept, score, ...)",
     "mask": "a NamedTuple of arrays (map [B, H, W] saliency, mask [B, H, W] (1 keep), "
     "per-image statistics [B]: target_prob, mask_prob, drop, ...)",
+    "contributions": "a NamedTuple of arrays (map [B, H, W] pixel map, per-location "
+    "contributions [B, branch, h, w, C] whose sum plus bias is the logit, location_map, ...)",
 }
 
 #: ``run(params, x, target, **per_call) -> result``: inputs already checked.

@@ -53,7 +53,8 @@ class Step:
     ``inputs`` holds variable ids (``int``) or :class:`Literal` constants; ``outputs`` holds
     variable ids (outputs the jaxpr drops get an id that nothing reads). ``params`` are the
     equation's parameters as in the jaxpr; ``ctx`` its context (compute type, metadata), which
-    :func:`evaluate` binds under.
+    :func:`evaluate` binds under; ``name`` the equation's name stack (a Flax Linen module's
+    path, e.g. ``"AnchorNet/block3"``), for messages.
     """
 
     primitive: jex_core.Primitive
@@ -61,6 +62,7 @@ class Step:
     inputs: tuple[int | Literal, ...]
     outputs: tuple[int, ...]
     ctx: Any = None
+    name: str = ""
 
 
 @dataclasses.dataclass
@@ -136,7 +138,14 @@ class _Builder:
                 if not isinstance(v, jex_core.DropVar):
                     env[v] = i
             self.steps.append(
-                Step(eqn.primitive, dict(eqn.params), tuple(ins), tuple(out_ids), eqn.ctx)
+                Step(
+                    eqn.primitive,
+                    dict(eqn.params),
+                    tuple(ins),
+                    tuple(out_ids),
+                    eqn.ctx,
+                    str(getattr(eqn.source_info, "name_stack", "")),
+                )
             )
         return [read(v) for v in jaxpr.outvars]
 

@@ -116,6 +116,12 @@ class UnsupportedPrimitiveError(XaijaxError, NotImplementedError):
     """A jaxpr primitive has no backtracking rule; register one with ``register_rule``."""
 
 
+class PaddedLayerError(XaijaxError, ValueError):
+    """A convolution or pooling with padding was given to the receptive-field calculator
+    (:func:`xaijax.anchornet.receptive_field`): padded layers break the exact mapping from an
+    output location to one input patch; build the network with ``padding="VALID"``."""
+
+
 class MissingDependencyError(XaijaxError, ImportError):
     """An optional dependency is not installed (e.g. matplotlib for :mod:`xaijax.viz` figures);
     the message names the extra to install, e.g. ``pip install 'xaijax[viz]'``."""
@@ -139,6 +145,7 @@ __all__ = [
     "NonFiniteLossError",
     "NonFiniteOutputError",
     "NotAnExplainerError",
+    "PaddedLayerError",
     "OutputPathError",
     "SegmentMapError",
     "TargetOutOfRangeError",
