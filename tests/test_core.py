@@ -211,6 +211,7 @@ RETIRED = {
 
 
 def _public_factories():
+    import xaijax.anchornet as an
     import xaijax.fixations as fx
     import xaijax.masks as ms
     import xaijax.metrics as mt
@@ -219,7 +220,7 @@ def _public_factories():
     import xaijax.superpixels as sp
     import xaijax.surrogates as su
 
-    for mod in (xaijax, xaijax.attribution, fx, ms, mt, sg, sm, sp, su):
+    for mod in (xaijax, xaijax.attribution, an, fx, ms, mt, sg, sm, sp, su):
         for name in mod.__all__:
             obj = getattr(mod, name)
             if inspect.isfunction(obj):
