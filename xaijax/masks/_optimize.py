@@ -77,17 +77,19 @@ class MaskExplanation(NamedTuple):
 
 
 def circular_init(shape: tuple[int, int]) -> Array:
-    """The code's circular initialisation: zeros inside the disk inscribed in the mask (cell
-    centres within ``min(h, w) / 2`` of the centre), ones outside (the centre starts deleted).
+    """The code's circular initialisation, exactly as its ``load_mask(..., 'circular')``: on
+    integer offsets from cell ``(h // 2, w // 2)``, zeros where ``dy^2 + dx^2 <= r^2`` with
+    ``r = min(h, w) // 2`` (the centre starts deleted), ones outside. The disk is off-centre by
+    half a cell, as in the code.
 
     Example:
       >>> circular_init((4, 4)).astype(int).tolist()
-      [[1, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1]]
+      [[1, 1, 0, 1], [1, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]]
     """
     h, w = shape
-    yy, xx = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
-    inside = (yy - h / 2) ** 2 + (xx - w / 2) ** 2 <= (min(h, w) / 2) ** 2
-    return jnp.asarray(np.where(inside, 0.0, 1.0), jnp.float32)
+    r = min(h, w) // 2
+    dy, dx = np.ogrid[-(h // 2) : h - h // 2, -(w // 2) : w - w // 2]
+    return jnp.asarray(np.where(dy * dy + dx * dx > r * r, 1.0, 0.0), jnp.float32)
 
 
 def straight_through_blur(up: Array, blur) -> Array:
