@@ -614,7 +614,7 @@ def summarize(
 
     # 2. HOG descriptors, L2-normalised once (cosine similarity = clamped dot product).
     t0 = time.perf_counter()
-    desc = box_descriptors(images, props.boxes + jnp.array([0, 0, 1, 1], jnp.int32),
+    desc = box_descriptors(images, props.boxes + jnp.array([[[0, 0, 1, 1]]], jnp.int32),
                            chunk_size=descriptor_chunk_size, **dopts)  # fmt: skip
     unit = desc / jnp.maximum(jnp.linalg.norm(desc, axis=-1, keepdims=True), 1e-12)
     unit.block_until_ready()
@@ -680,7 +680,7 @@ def summarize(
         bx = boxes[img, kept_index[pts]]
         grey = jnp.tensordot(images, jnp.asarray(GREY_WEIGHTS, images.dtype), axes=1)
         crops = crop_boxes(grey[jnp.asarray(img.reshape(-1))],
-                           jnp.asarray(bx.reshape(-1, 1, 4) + np.array([0, 0, 1, 1])),
+                           jnp.asarray(bx.reshape(-1, 1, 4) + np.array([[[0, 0, 1, 1]]])),
                            size=ssim_size)  # fmt: skip
         crops = crops.reshape(len(members), m, *ssim_size)
         ssim = np.asarray(pairwise_ssim(crops, **sopts))
