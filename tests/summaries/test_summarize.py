@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from xaijax import errors
-from xaijax.summaries import lom_confidence, summarize
+from xaijax.summaries import Summary, lom_confidence, render_summary, summarize
 from xaijax.summaries._summarize import (
     _chunks,
     _members,
@@ -350,3 +350,48 @@ def test_no_salient_proposal_warns_and_gives_no_summary():
 def test_named_errors_before_work(images, heat, kwargs, error):
     with pytest.raises(error):
         summarize(images, heat, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# Rendering.
+
+
+def test_render_summary_hull_components_and_grey():
+    h = w = 16
+    images = jnp.full((2, h, w, 3), 0.5)
+    heat = np.zeros((2, h, w), np.float32)
+    # Image 0: an L inside the box (its hull adds the missing corner) whose foot leaves the box
+    # (the component touches the box: shown whole), a blob just above the box, connected to
+    # nothing in it, and a far blob: both stay grey.
+    heat[0, 4:10, 4] = 1.0
+    heat[0, 9, 4:13] = 1.0
+    heat[0, 2:4, 8:10] = 0.5
+    heat[0, 13:15, 13:15] = 1.0
+    heat[1, 5:8, 5:8] = 2 / 255  # above the rendering threshold 1/255
+    box = np.array([4, 4, 9, 9])
+    s = Summary(0, box, np.array([0, 1]), np.stack([box, box]), np.ones(2, np.float32),
+                np.ones((2, 2), np.float32), np.array([True, False]), 1.0, True)  # fmt: skip
+    img = render_summary(images, jnp.asarray(heat), s, kept_only=False, scale=1, pad=2)
+    assert img.shape == (h, 2 * w + 2, 3) and img.dtype == np.float32
+    t0, t1 = img[:, :w], img[:, w + 2 :]
+    grey, red, cyan = 64 / 255, [1, 0, 0], [0, 1, 1]
+    np.testing.assert_allclose(img[:, w : w + 2], 1.0)  # the gap
+    np.testing.assert_allclose(t0[14, 14], grey)  # the far blob is not shown
+    np.testing.assert_allclose(t0[0, 0], grey)
+    # The hull of the L is the triangle (4,4)-(4,9)-(9,9) of pixels: its outline is red and
+    # (6, 5) lies inside the hull but not in the mask: shown in colour.
+    np.testing.assert_allclose(t0[6, 5], 0.5)
+    np.testing.assert_allclose(t0[4, 4], red)
+    np.testing.assert_allclose(t0[5, 8], grey)  # outside the triangle
+    np.testing.assert_allclose(t0[2, 8], grey)
+    np.testing.assert_allclose(t0[9, 12], cyan)  # the L's foot outside the box
+    np.testing.assert_allclose(t1[6, 6], 0.5)  # inside the small square, shown
+    np.testing.assert_allclose(t1[5, 5], red)  # hull outline drawn over the component's
+    only_kept = render_summary(images, jnp.asarray(heat), s, scale=2)
+    assert only_kept.shape == (2 * h, 2 * w, 3)
+    rejected = s._replace(member_kept=np.array([False, False]))
+    with pytest.raises(errors.InvalidArgumentError, match="kept_only=False"):
+        render_summary(images, jnp.asarray(heat), rejected)
+    with pytest.raises(errors.InvalidArgumentError, match="outside"):
+        render_summary(images, jnp.asarray(heat), s._replace(member_images=np.array([0, 5])),
+                       kept_only=False)  # fmt: skip

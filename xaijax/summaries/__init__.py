@@ -40,6 +40,7 @@ from xaijax.summaries._affinity import (
 from xaijax.summaries._flow import lom_confidence, lom_confidence_batched
 from xaijax.summaries._hog import box_descriptors, cosine_similarity, crop_boxes, hog, hog_size
 from xaijax.summaries._proposals import Proposals, proposals
+from xaijax.summaries._render import render_summary
 from xaijax.summaries._ssim import pairwise_ssim, ssim
 from xaijax.summaries._summarize import Summary, SummaryResult, summarize
 
@@ -58,6 +59,7 @@ __all__ = [
     "lom_confidence_batched",
     "pairwise_ssim",
     "proposals",
+    "render_summary",
     "ssim",
     "summarize",
     "summary_preference",

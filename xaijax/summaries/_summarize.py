@@ -355,7 +355,7 @@ def _pair_step(unit, boxes, pvalid, vidx, *, top_similar, chunk_size, lom):
 # Checks.
 
 
-def _check_inputs(images, heat) -> tuple[jax.Array, jax.Array]:
+def _check_inputs(images, heat, min_images: int = 2) -> tuple[jax.Array, jax.Array]:
     images = v.as_array(images, "images")
     if images.ndim != 4 or images.shape[-1] != 3:
         raise errors.InputShapeError(
@@ -364,7 +364,7 @@ def _check_inputs(images, heat) -> tuple[jax.Array, jax.Array]:
         )
     images = v.check_floating(images, "images", rank=4, layout="[N, H, W, 3]")
     n, h, w = images.shape[:3]
-    if n < 2:
+    if n < min_images:
         raise errors.InputShapeError(
             f"`images` holds {n} image; summaries cluster regions across images of a class, so "
             "pass at least 2 (the code's default is 10, the paper suggests 100)."
