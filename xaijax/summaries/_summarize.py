@@ -42,7 +42,12 @@ Cost and memory. The pair step dominates: ``N (N + 1) / 2`` LOM calls of ``P x P
 ``chunk_size`` pairs of ``~10 P^2`` floats at a time, plus the two buffers above
 (``4 N P top_similar`` and ``4 N^2 V^2`` bytes: for ``N = 100, P = 500, V = 100``, 20 MB and
 400 MB). Affinity propagation is ``O(K^2)`` per iteration on the ``K`` kept boxes and is
-compiled once per ``K``.
+compiled once per ``K``. Measured on a shared 2-core CPU VM, 64 x 64 images, ``P = 500``
+(first call, compilation included; planted-pattern images, ~21 salient boxes per image):
+``N = 10``: 22 s (LOM 7 s); ``N = 30``: 66 s (LOM 42 s, 46 s warm in all); ``N = 100``: 419 s
+(proposals 23, descriptors 15, LOM 372, pruning 0.4, affinity propagation 6 for ``K = 689``,
+filter 2): about 75-90 ms per image pair, so the pair step bounds ``N`` to a few hundred on
+a CPU; memory is not the limit (``V ~ 25`` here).
 """
 
 from __future__ import annotations
