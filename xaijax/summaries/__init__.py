@@ -18,6 +18,12 @@ Clustering:
   ``lax.while_loop``) and :func:`summary_preference` (the code's ``S - max(S)``,
   ``p = 1.3 median(S)``).
 
+Assembly:
+  :func:`summarize` (Stage C steps 1-7 for one class: proposals, descriptors, LOM over every
+  pair of images, salient proposals, redundancy pruning, affinity propagation, members and the
+  SSIM quality filter) -> :class:`SummaryResult` of :class:`Summary` clusters, and
+  :func:`render_summary` (step 8: the members greyed outside the hull of their salient mask).
+
 Conventions: images ``[N, H, W]`` (grey) or ``[N, H, W, C]``; boxes ``(x1, y1, x2, y2)`` in
 pixels, as the paper's MATLAB code orders them. :func:`proposals` and :func:`lom_confidence`
 use inclusive ends (Selective Search and Proposal Flow's convention, ``w = x2 - x1 + 1`` in the
@@ -34,11 +40,15 @@ from xaijax.summaries._affinity import (
 from xaijax.summaries._flow import lom_confidence, lom_confidence_batched
 from xaijax.summaries._hog import box_descriptors, cosine_similarity, crop_boxes, hog, hog_size
 from xaijax.summaries._proposals import Proposals, proposals
+from xaijax.summaries._render import render_summary
 from xaijax.summaries._ssim import pairwise_ssim, ssim
+from xaijax.summaries._summarize import Summary, SummaryResult, summarize
 
 __all__ = [
     "AffinityPropagationResult",
     "Proposals",
+    "Summary",
+    "SummaryResult",
     "affinity_propagation",
     "box_descriptors",
     "cosine_similarity",
@@ -49,6 +59,8 @@ __all__ = [
     "lom_confidence_batched",
     "pairwise_ssim",
     "proposals",
+    "render_summary",
     "ssim",
+    "summarize",
     "summary_preference",
 ]
