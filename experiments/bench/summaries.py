@@ -40,13 +40,15 @@ def one_class(n: int, label: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, nargs="+", default=[10, 30, 100])
+    parser.add_argument("--first-only", action="store_true", help="skip the warm second call")
     parser.add_argument("--out", default="experiments/results/bench_summaries.md")
     args = parser.parse_args()
     device = jax.devices()[0]
     lines = [
         "# Visual summaries, Stage C timing (`xaijax.summaries.summarize`)",
         "",
-        f"Command: `experiments/bench/summaries.py --num {' '.join(map(str, args.num))}`  ",
+        f"Command: `experiments/bench/summaries.py --num {' '.join(map(str, args.num))}"
+        f"{' --first-only' if args.first_only else ''}`  ",
         f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {platform.machine()}, "
         f"{os.cpu_count()} cores, {device.platform} ({device.device_kind}), jax {jax.__version__}; "
         f"load {', '.join(f'{v:.2f}' for v in os.getloadavg())}. One synthetic class, 64 px, "
@@ -57,7 +59,7 @@ def main() -> None:
     ]
     for n in args.num:
         images, heat = one_class(n)
-        for call in ("first", "warm"):
+        for call in ("first",) if args.first_only else ("first", "warm"):
             start = time.perf_counter()
             res = summaries.summarize(images, heat)
             total = time.perf_counter() - start
