@@ -49,6 +49,17 @@ RESULTS = {
     "contributions [B, branch, h, w, C] whose sum plus bias is the logit, location_map, ...)",
 }
 
+#: The per-example arrays a dataset store holds beside an explainer's result (the pipeline
+#: writes them; ``viz.show_results`` never draws them as maps).
+STORE_EXTRAS = (
+    "index",
+    "target",
+    "top_classes",
+    "top_probabilities",
+    "energy_in_mask",
+    "pointing_game",
+)
+
 #: ``run(params, x, target, **per_call) -> result``: inputs already checked.
 RunFn = Callable[..., PyTree]
 #: ``check(params, x, target, per_call) -> (x, target, per_call)``: extra boundary checks.

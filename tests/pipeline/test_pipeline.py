@@ -300,6 +300,35 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path):
         np.testing.assert_array_equal(res.read(name), expect.read(name))
 
 
+def _two_processes(script: str, out, timeout: float):
+    """Runs ``script`` as processes 0 and 1 of a ``jax.distributed`` run on 127.0.0.1 (argv:
+    process id, port, ``out``); returns the processes and their (stdout, stderr)."""
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(sys.path))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(i), str(port), str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        results = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return procs, results
+
+
 _PROCESS = textwrap.dedent(
     """
     import sys
@@ -332,32 +361,10 @@ _PROCESS = textwrap.dedent(
 def test_two_processes_write_one_store_equal_to_one_process(tmp_path):
     """2 processes x 2 CPU devices (jax.distributed on 127.0.0.1) against this process's 4
     devices: the same store, a stochastic explainer included."""
-    import socket
-
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(sys.path))
     out = tmp_path / "two"
 
     def run_both():
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", _PROCESS, str(i), str(port), str(out)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for i in range(2)
-        ]
-        try:
-            results = [p.communicate(timeout=180) for p in procs]
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
+        procs, results = _two_processes(_PROCESS, out, timeout=180)
         for i, (p, (stdout, stderr)) in enumerate(zip(procs, results, strict=True)):
             assert p.returncode == 0, stderr[-3000:]
             assert f"ok {i} 4 True" in stdout
@@ -413,30 +420,8 @@ def test_a_process_that_fails_stops_the_others_with_its_error(tmp_path):
     """Process 0 meets a NaN in its rows of batch 6: it raises the named error, and process 1,
     instead of waiting at the closing barrier until the coordination service times out,
     raises PeerProcessError naming it; the batches recorded before are kept."""
-    import socket
-
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(sys.path))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     out = tmp_path / "s"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _FAILING, str(i), str(port), str(out)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        results = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    _, results = _two_processes(_FAILING, out, timeout=120)
     (out0, err0), (out1, err1) = results
     assert "raised NonFiniteInputError" in out0 and "[49]" in out0, err0[-2000:]
     assert "raised PeerProcessError" in out1, err1[-2000:]

@@ -24,14 +24,7 @@ from xaijax.metrics import _localisation
 from xaijax.pipeline import _peers, _store
 from xaijax.typing import Params
 
-_RESERVED = (
-    "index",
-    "target",
-    "top_classes",
-    "top_probabilities",
-    "energy_in_mask",
-    "pointing_game",
-)
+_RESERVED = _explainer.STORE_EXTRAS
 
 
 # --- data ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from xaijax import errors
+from xaijax._explainer import STORE_EXTRAS
 from xaijax.viz._checks import shape_str
 from xaijax.viz._plots import show_grid
 
@@ -22,14 +23,7 @@ DEFAULT_ROWS = 4
 MAX_ROWS = 16
 #: Per-example arrays of a store that are never map columns (the pipeline's bookkeeping, top-k
 #: classes and metrics).
-NOT_MAPS = (
-    "index",
-    "target",
-    "top_classes",
-    "top_probabilities",
-    "energy_in_mask",
-    "pointing_game",
-)
+NOT_MAPS = STORE_EXTRAS
 #: How many entries of the store's ``index`` array are read at a time when looking for the
 #: first written examples.
 _SCAN = 4096
