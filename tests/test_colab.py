@@ -67,6 +67,7 @@ def test_there_are_notebooks():
         "superpixels.ipynb",
         "fixations.ipynb",
         "dataset_scale.ipynb",
+        "visual_summaries.ipynb",
     }
 
 
