@@ -433,7 +433,8 @@ def lom_confidence_batched(
     return _jitted_batched(a, b, sim, va, vb, **opts)
 
 
-_STATIC = (
+#: The options of :func:`lom_confidence` (all static under ``jit``).
+LOM_OPTIONS = _STATIC = (
     "iterations",
     "aspect_threshold",
     "iou_threshold",

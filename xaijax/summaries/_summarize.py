@@ -66,24 +66,13 @@ import numpy as np
 from xaijax import _validation as v
 from xaijax import errors
 from xaijax.summaries._affinity import affinity_propagation, summary_preference
-from xaijax.summaries._flow import _lom_single, _options, lom_confidence
+from xaijax.summaries._flow import LOM_OPTIONS, _lom_single, _options, lom_confidence
 from xaijax.summaries._hog import box_descriptors, crop_boxes
 from xaijax.summaries._proposals import proposals
 from xaijax.summaries._ssim import pairwise_ssim
 
 GREY_WEIGHTS = (0.2989, 0.5870, 0.1140)
-_LOM_NAMES = (
-    "iterations",
-    "aspect_threshold",
-    "iou_threshold",
-    "xy_weight",
-    "scale_weight",
-    "init",
-    "eps",
-    "clamp",
-    "inclusive",
-    "sequential",
-)
+_LOM_NAMES = LOM_OPTIONS
 
 
 class Summary(NamedTuple):
