@@ -67,16 +67,22 @@ def test_circular_init_is_the_codes_disk():
 # --- the straight-through blur -----------------------------------------------------------------
 
 
+def _blur(a):
+    """The mask blur of the straight-through tests: sigma 2 on one [16, 16] mask."""
+    return gaussian_blur(a[None, :, :, None], 2.0, truncate=4.0)[0, :, :, 0]
+
+
+def _up(a):
+    """Bilinear upsampling of a [4, 4] mask to [16, 16]."""
+    return resize_spatial(a[None], (16, 16))[0]
+
+
 def test_straight_through_gradient_is_that_of_the_unblurred_mask():
     rng = np.random.default_rng(1)
     m = jnp.asarray(rng.uniform(size=(4, 4)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(16, 16)), jnp.float32)
 
-    def blur(a):
-        return gaussian_blur(a[None, :, :, None], 2.0, truncate=4.0)[0, :, :, 0]
-
-    def up(a):
-        return resize_spatial(a[None], (16, 16))[0]
+    blur, up = _blur, _up
 
     def loss_st(a):
         return jnp.sum(w * jnp.tanh(masks.straight_through_blur(up(a), blur)))
@@ -107,11 +113,7 @@ def test_straight_through_linear_loss_equals_unblurred_gradient():
     m = jnp.asarray(rng.uniform(size=(4, 4)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(16, 16)), jnp.float32)
 
-    def blur(a):
-        return gaussian_blur(a[None, :, :, None], 2.0, truncate=4.0)[0, :, :, 0]
-
-    def up(a):
-        return resize_spatial(a[None], (16, 16))[0]
+    blur, up = _blur, _up
 
     g_st = jax.grad(lambda a: jnp.sum(w * masks.straight_through_blur(up(a), blur)))(m)
     g_up = jax.grad(lambda a: jnp.sum(w * up(a)))(m)
