@@ -79,6 +79,12 @@ def _check_boxes(x: Array, boxes: Any) -> Array:
     n = x.ndim - 2
     want = "[B, K, 4] inclusive (x1, y1, x2, y2)" if n == 2 else "[B, K, 2] inclusive spans"
     if b.ndim != 3 or b.shape[-1] != 2 * n:
+        if n == 1 and b.shape[-1] == 4:
+            raise errors.InputShapeError(
+                f"`boxes` are 2-D boxes {list(b.shape)} but `images` has shape "
+                f"{list(x.shape)}, read as token embeddings [B, L, D]: for one image [H, W, C] "
+                "add the batch axis with `images[None]` (and `boxes[None]`)."
+            )
         raise errors.InputShapeError(
             f"`boxes` must be {want} for inputs of shape {list(x.shape)}, got shape "
             f"{list(b.shape)} (e.g. `Patches.boxes`; add a K axis with `boxes[:, None]` for one "
@@ -96,7 +102,9 @@ def _check_boxes(x: Array, boxes: Any) -> Array:
 
 def _check_method(method: Any, allowed: tuple[str, ...], name: str = "method") -> str:
     if method not in allowed:
-        raise errors.InvalidArgumentError(f"`{name}` must be one of {list(allowed)}, got {method!r}.")
+        raise errors.InvalidArgumentError(
+            f"`{name}` must be one of {list(allowed)}, got {method!r}."
+        )
     return method
 
 
@@ -219,7 +227,10 @@ def _resize(images: Array, size: int, method: str, align_corners: bool, antialia
     shape = (images.shape[0],) + (size,) * n + (images.shape[-1],)
     if align_corners:
         scale = [(size - 1) / (s - 1) if size > 1 and s > 1 else size / s for s in spatial]
-        trans = [0.5 - 0.5 * sc if size > 1 and s > 1 else 0.0 for sc, s in zip(scale, spatial)]
+        trans = [
+            0.5 - 0.5 * sc if size > 1 and s > 1 else 0.0
+            for sc, s in zip(scale, spatial, strict=True)
+        ]
     else:
         scale = [size / s for s in spatial]
         trans = [0.0] * n
@@ -232,6 +243,9 @@ def _resize(images: Array, size: int, method: str, align_corners: bool, antialia
         method="cubic" if method == "bicubic" else "linear",
         antialias=antialias,
     ).astype(images.dtype)
+
+
+_resize_jit = jax.jit(_resize, static_argnums=(1, 2, 3, 4))
 
 
 def resize_full(
@@ -270,7 +284,7 @@ def resize_full(
     size = _check_size(size, "size")
     method = _check_method(method, RESIZE_METHODS)
     x = _check_images(images)
-    return _resize(x, size, method, bool(align_corners), bool(antialias))
+    return _resize_jit(x, size, method, bool(align_corners), bool(antialias))
 
 
 # --- FLOPs ----------------------------------------------------------------------------------------
@@ -533,7 +547,11 @@ def early_exit_cascade(
     _model.num_classes(m, params, stage_in)
     if downstream_flops is None:
         downstream_flops = stage_flops(
-            m, params, patch_size=size, channels=x.shape[-1], dtype=x.dtype,
+            m,
+            params,
+            patch_size=size,
+            channels=x.shape[-1],
+            dtype=x.dtype,
             spatial_dims=x.ndim - 2,
         )
     per_stage = jnp.full((b.shape[1] + 1,), downstream_flops, jnp.float32)
@@ -547,7 +565,7 @@ def early_exit_cascade(
     return run(m, params, x, b, thr, per_stage, selector, patch_size=size, opts=opts)
 
 
-# --- the accuracy-vs-FLOPs table on the host -------------------------------------------------------
+# --- the accuracy-vs-FLOPs table on the host ----------------------------------------------------
 
 
 def cascade_table(
