@@ -9,7 +9,7 @@ attribute grounding hit rate is >= 0.7 and the textual precision >= 0.9.
 Command::
 
     .venv/bin/python experiments/eat.py                 # the full run (results + figure)
-    .venv/bin/python experiments/eat.py --small --no-write   # smoke run, about 40 s
+    .venv/bin/python experiments/eat.py --small --no-write   # smoke run, 20-35 s
 
 Data (``xaijax.data.synthetic.make_images``, 32 x 32 px, 10 classes, 95 attributes,
 ``ImageConfig(image_size=32, spurious_background=True)``, every other option at its default):
