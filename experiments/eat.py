@@ -110,6 +110,7 @@ class Settings:
     sweep_backbone: str = "resnet"
     m: int = 3
     chunk: int = 250
+    missing_part_prob: float = 0.0
 
 
 SMALL = Settings(
@@ -129,7 +130,11 @@ ATTRIBUTE_PART = np.arange(len(synthetic.ATTRIBUTE_NAMES)) // PER_PART
 
 
 def make_data(s: Settings) -> tuple[synthetic.ImageConfig, dict[str, dict[str, np.ndarray]]]:
-    cfg = synthetic.ImageConfig(image_size=s.image_size, spurious_background=True)
+    cfg = synthetic.ImageConfig(
+        image_size=s.image_size,
+        spurious_background=True,
+        missing_part_prob=s.missing_part_prob,
+    )
     data = {
         "train": synthetic.make_images(s.num_train, seed=0, split="train", config=cfg),
         "iid": synthetic.make_images(s.num_eval, seed=1, split="train", config=cfg),
@@ -285,7 +290,13 @@ def to_markdown(runs: list[dict], s: Settings, argv: list[str], totals: dict) ->
         f"Data: synthetic benchmark, {s.image_size} px, 10 classes, 95 attributes, spurious "
         f"background cue in the train split (strength 1.0); {s.num_train} training images, "
         f"{s.num_eval} i.i.d. (split `train`, seed 1: the cue present) and {s.num_eval} "
-        "decorrelated (split `test`: the cue absent) evaluation images.  ",
+        "decorrelated (split `test`: the cue absent) evaluation images; each non-body part "
+        f"missing with probability {s.missing_part_prob:g} (`missing_part_prob`"
+        + (
+            "; 0: every image's attributes are its class's row)  "
+            if not s.missing_part_prob
+            else ": image attributes differ from the class row)  "
+        ),
         f"Training: {s.steps} steps of {s.batch_size}, Adam {s.learning_rate:g} (warm-up + "
         f"cosine); EAT = parallel heads, CE + {s.weight:g} x attribute BCE; seeds "
         f"{', '.join(map(str, s.seeds))} (same seed = same initial backbone and batches). "
@@ -472,8 +483,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="smoke run (numbers mean nothing)")
     parser.add_argument("--no-write", action="store_true", help="write no results or figure")
+    parser.add_argument(
+        "--missing-part-prob",
+        type=float,
+        default=0.0,
+        help="ImageConfig.missing_part_prob: > 0 makes image-level attributes differ from the "
+        "class's row (results then go to eat_missing_parts.md/.png)",
+    )
     args = parser.parse_args(argv)
     s = SMALL if args.small else Settings()
+    s = dataclasses.replace(s, missing_part_prob=args.missing_part_prob)
+    suffix = "_missing_parts" if s.missing_part_prob else ""
     wall0, cpu0 = time.perf_counter(), time.process_time()
     cfg, data = make_data(s)
     phi = synthetic.class_attribute_matrix(cfg)
@@ -512,7 +532,7 @@ def main(argv: list[str]) -> int:
         train_wall=sum(r["train_s"] for r in runs),
         train_cpu=sum(r["train_cpu"] for r in runs),
     )
-    figure = FIGURE
+    figure = FIGURE.replace(".png", f"{suffix}.png")
     if args.no_write:  # still draw it (the code path runs), into a throw-away file
         figure = os.path.join(tempfile.mkdtemp(prefix="eat_"), "eat.png")
     os.makedirs(os.path.dirname(figure), exist_ok=True)
@@ -522,7 +542,7 @@ def main(argv: list[str]) -> int:
     table = to_markdown(runs, s, argv, totals)
     print(table)
     if not args.no_write:
-        with open(RESULTS_MD, "w") as f:
+        with open(RESULTS_MD.replace(".md", f"{suffix}.md"), "w") as f:
             f.write(table)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"total {totals['wall']:.0f} s wall, {totals['cpu']:.0f} s cpu; peak RSS {peak:.0f} MiB")
