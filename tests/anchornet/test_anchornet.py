@@ -325,6 +325,13 @@ def test_patches_merge_branches_by_normalised_score_and_spans():
     np.testing.assert_allclose(p.scores[0], [1.0, 1.0, 0.9, 0.4])
     assert p.boxes[0, 2].tolist() == [0, 4, 8, 12]
     assert spans.boxes[0].tolist() == [[1, 3], [3, 5]]
+    # merge="raw" compares the location scores across branches: 10, 4, 2, 1.8
+    raw = an.informative_patches(
+        maps, rf=(5, 9), jump=2, topk=2, iou_threshold=1.0, valid=valid, merge="raw"
+    )
+    assert raw.branch[0].tolist() == [0, 0, 1, 1]
+    np.testing.assert_allclose(raw.raw_scores[0], [10.0, 4.0, 2.0, 1.8])
+    np.testing.assert_allclose(raw.scores[0], [1.0, 0.4, 1.0, 0.9])
 
 
 def test_patch_argument_errors():
@@ -336,3 +343,5 @@ def test_patch_argument_errors():
             an.informative_patches(maps, rf=3, jump=1, iou_threshold=thr)
     with pytest.raises(errors.InvalidArgumentError, match="branches"):
         an.informative_patches(maps, rf=(3, 5), jump=1)
+    with pytest.raises(errors.InvalidArgumentError, match="merge"):
+        an.informative_patches(maps, rf=3, jump=1, merge="max")

@@ -21,6 +21,10 @@ from xaijax import errors
 from xaijax.typing import Array
 
 
+#: How :func:`informative_patches` merges branches.
+MERGES = ("normalised", "raw")
+
+
 class Patches(NamedTuple):
     """The informative patches of a batch, ``K = branch * topk`` slots sorted by normalised
     score (descending; invalid slots last).
@@ -114,6 +118,7 @@ def informative_patches(
     topk: int = 4,
     iou_threshold: float = 0.5,
     valid: Array | None = None,
+    merge: str = "normalised",
 ) -> Patches:
     """Greedy IoU-suppressed top-k patches per branch, merged across branches.
 
@@ -128,10 +133,15 @@ def informative_patches(
       iou_threshold: a box is rejected when its IoU with an accepted box exceeds this, in
         ``[0, 1]`` (the code: 0.5 in ``visualize.py``, 0.3 in ``train_downnet_patch.py``).
       valid: ``[B, branch, h, w]`` bool, locations that exist (``Contributions.valid``).
+      merge: how branches are merged: ``"normalised"`` (papers.md 2(b): each branch's scores
+        divided by that branch's maximum, when positive, so every branch's best patch scores
+        1.0 and the branch leaders come first in branch order, a tie) or ``"raw"`` (the
+        location scores themselves, e.g. contributions to the logit, compared across branches;
+        pick this to choose one patch among branches).
 
     Returns:
-      :class:`Patches`; each branch's scores are divided by that branch's maximum (when it is
-      positive, else left as they are) before merging.
+      :class:`Patches` sorted by the merge score (``scores`` holds the normalised scores in
+      both modes, ``raw_scores`` the location scores).
 
     Example:
       >>> import jax.numpy as jnp
@@ -170,6 +180,8 @@ def informative_patches(
         raise errors.InputShapeError(
             f"`valid` has shape {list(mask.shape)} but `location_maps` {list(maps.shape)}."
         )
+    if merge not in MERGES:
+        raise errors.InvalidArgumentError(f"`merge` must be one of {MERGES}, got {merge!r}.")
     thr = float(iou_threshold)
     out = []
     for b in range(nb):
@@ -184,7 +196,7 @@ def informative_patches(
     peak = jnp.max(masked.reshape(maps.shape[0], nb, -1), axis=-1)  # [B, branch]
     scale = jnp.where(peak > 0, peak, 1.0)
     norm = raw / jnp.repeat(scale, topk, axis=1)
-    key = jnp.where(ok, norm, -jnp.inf)
+    key = jnp.where(ok, norm if merge == "normalised" else raw, -jnp.inf)
     order = jnp.argsort(-key, axis=1, stable=True)
 
     def take(a):
