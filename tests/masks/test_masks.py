@@ -164,6 +164,49 @@ def test_crisp_mask_is_near_binary_and_keeps_deleting_the_region():
     np.testing.assert_allclose(same.mask, out.mask, atol=1e-5)
 
 
+def test_superpixel_mask_with_one_pixel_per_segment_is_the_crisp_mask():
+    """Oracle: with every pixel its own superpixel, A3's variables are the pixels, its means
+    over segments are means over pixels, and it optimises exactly the crisp mask's loss."""
+    f = _energy_model(slice(2, 8), slice(4, 10))
+    x = _checkerboard(12)
+    init = jax.random.uniform(jax.random.key(5), (2, 12, 12))
+    coef = dict(iterations=7, l1=0.2, tv=1.0, lasso=4.0)
+    sm = masks.smooth_mask(f, iterations=2, mask_scale=4)
+    crisp = masks.crisp_mask(f, smooth=sm, **coef)(None, x, init_mask=init)
+    pixels = jnp.arange(144).reshape(12, 12)
+    sp = masks.superpixel_mask(f, num_segments=144, smooth=sm, **coef)
+    _close(sp(None, x, segments=pixels, init_mask=init), crisp)
+
+
+def test_superpixel_mask_is_constant_per_segment_and_deletes_the_region():
+    rows, cols = slice(4, 12), slice(8, 16)
+    f = _energy_model(rows, cols)
+    x = _checkerboard(16)
+    seg = xaijax.segmentation.grid(4)(x)  # 4 x 4 blocks; the region is blocks (1..2, 2..3)
+    sm = masks.smooth_mask(f, iterations=30, mask_scale=4, mask_blur_sigma=1.0)
+    # the initialisation is the mean of 1 - h_smooth over each segment (no step taken)
+    still = masks.superpixel_mask(f, num_segments=20, smooth=sm, optimizer=optax.sgd(0.0))
+    out0 = still(None, x, segments=seg)
+    keep = 1.0 - np.asarray(sm(None, x).map)
+    want = keep.reshape(2, 4, 4, 4, 4).mean((2, 4)).repeat(4, 1).repeat(4, 2)
+    np.testing.assert_allclose(out0.mask, want, atol=1e-5)
+    out = masks.superpixel_mask(f, num_segments=20, smooth=sm, iterations=40)(None, x, segments=seg)
+    m = np.asarray(out.mask)
+    blocks = m.reshape(2, 4, 4, 4, 4)
+    assert np.ptp(blocks, axis=(2, 4)).max() == 0.0  # one value per superpixel
+    deleted = 1.0 - m
+    assert (deleted[:, rows, cols].sum((1, 2)) / deleted.sum((1, 2)) >= 0.8).all()
+    assert (out.drop > 0.5).all()
+    with pytest.raises(errors.InvalidArgumentError, match="segments"):
+        still(None, x)
+    with pytest.raises(errors.SegmentMapError):
+        still(None, x, segments=seg[:, :8])
+    with pytest.raises(errors.SegmentMapError):
+        still(None, x, segments=seg + 10)  # labels >= num_segments
+    with pytest.raises(errors.InvalidArgumentError, match="num_segments"):
+        masks.superpixel_mask(f, num_segments=0)
+
+
 # --- the explainer contract --------------------------------------------------------------------
 
 
@@ -179,10 +222,14 @@ def _contract_explainers():
             masks.meaningful_perturbation(f, iterations=12, mask_scale=4, jitter=3),
             {"key": KEY},
         ),
+        "superpixel_mask": (
+            masks.superpixel_mask(f, num_segments=16, iterations=3, smooth=sm),
+            {"segments": xaijax.segmentation.grid(4)(jnp.zeros((1, 16, 16, 1)))[0]},
+        ),
     }
 
 
-NAMES = ["smooth_mask", "crisp_mask", "meaningful_perturbation"]
+NAMES = ["smooth_mask", "crisp_mask", "meaningful_perturbation", "superpixel_mask"]
 
 
 def _close(a, b):

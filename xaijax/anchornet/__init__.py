@@ -10,6 +10,9 @@ maps to one known input box (its receptive field) and its contribution to each l
   (:func:`anchornet_text`, 1-D convolutions over token embeddings), Flax Linen with BatchNorm.
 * :func:`contributions`: the explainer of per-location contributions, location and pixel maps.
 * :func:`informative_patches`: greedy IoU-suppressed top-k patches per branch, merged.
+* :func:`crop_patches`, :func:`resize_full`, :func:`early_exit_cascade`, :func:`stage_flops`,
+  :func:`cascade_table`: patch-based inference, the code's early-exit cascade and its
+  accuracy-vs-FLOPs table.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -18,6 +21,15 @@ Example:
     (95,)
 """
 
+from xaijax.anchornet._cascade import (
+    CascadeResult,
+    cascade_table,
+    crop_patches,
+    early_exit_cascade,
+    exit_stages,
+    resize_full,
+    stage_flops,
+)
 from xaijax.anchornet._contrib import Contributions, contributions
 from xaijax.anchornet._nets import (
     CODE_BLOCKS,
@@ -37,6 +49,7 @@ __all__ = [
     "CROPS",
     "AnchorNet",
     "AnchorNetText",
+    "CascadeResult",
     "Contributions",
     "MBConv",
     "Patches",
@@ -44,7 +57,13 @@ __all__ = [
     "anchornet",
     "anchornet_multi",
     "anchornet_text",
+    "cascade_table",
     "contributions",
+    "crop_patches",
+    "early_exit_cascade",
+    "exit_stages",
     "informative_patches",
     "receptive_field",
+    "resize_full",
+    "stage_flops",
 ]

@@ -4,6 +4,8 @@
   blurred with the code's straight-through gradient, presets ``"bmvc"`` and ``"arxiv_v1"``);
 * :func:`crisp_mask`: its crisp full-resolution mask (A2: initialised from the smooth one, with
   a LASSO term pushing it to binary);
+* :func:`superpixel_mask`: the optional superpixel mask (A3: one variable per superpixel,
+  initialised from the smooth mask);
 * :func:`meaningful_perturbation`: Fong & Vedaldi's deletion game with random jitter (the
   baseline Visual Summaries builds on);
 * :func:`salient_regions`: the top connected regions of a heat mask, ranked by the drop when only
@@ -26,6 +28,7 @@ from xaijax.masks._optimize import (
     meaningful_perturbation,
     smooth_mask,
     straight_through_blur,
+    superpixel_mask,
 )
 from xaijax.masks._regions import SalientRegions, salient_regions
 from xaijax.masks._regularizers import l1_loss, lasso_loss, tv_loss
@@ -43,5 +46,6 @@ __all__ = [
     "salient_regions",
     "smooth_mask",
     "straight_through_blur",
+    "superpixel_mask",
     "tv_loss",
 ]
