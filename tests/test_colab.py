@@ -68,6 +68,7 @@ def test_there_are_notebooks():
         "fixations.ipynb",
         "dataset_scale.ipynb",
         "visual_summaries.ipynb",
+        "eat.ipynb",
         "anchornet.ipynb",
     }
 

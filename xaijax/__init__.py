@@ -34,6 +34,7 @@ _SUBPACKAGES = (
     "attribution",
     "cli",
     "data",
+    "eat",
     "fixations",
     "masks",
     "metrics",
