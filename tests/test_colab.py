@@ -69,6 +69,7 @@ def test_there_are_notebooks():
         "dataset_scale.ipynb",
         "visual_summaries.ipynb",
         "eat.ipynb",
+        "anchornet.ipynb",
     }
 
 

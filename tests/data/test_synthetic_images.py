@@ -309,3 +309,20 @@ def test_bad_arguments_raise(call):
     with pytest.raises(errors.InvalidArgumentError) as info:
         call()
     assert "`" in str(info.value)  # the message names the argument
+
+
+def test_scale_choices_draw_discrete_sizes_and_leave_defaults_alone():
+    cfg = synthetic.ImageConfig(image_size=48, num_classes=3, scale_choices=(0.3, 0.9))
+    d = synthetic.make_images(40, seed=1, config=cfg)
+    assert d["size_class"].dtype == np.int32 and set(d["size_class"].tolist()) == {0, 1}
+    np.testing.assert_array_equal(d["scale"], np.float32([0.3, 0.9])[d["size_class"]])
+    side = np.maximum(d["box"][:, 2] - d["box"][:, 0], d["box"][:, 3] - d["box"][:, 1])
+    assert side[d["size_class"] == 1].min() > side[d["size_class"] == 0].max()
+    assert "size_class" not in synthetic.make_images(2, seed=1)
+    src = synthetic.SyntheticSource("images", num=40, seed=1, config=cfg)
+    assert int(src[7]["size_class"]) == int(d["size_class"][7])
+    needle = synthetic.make_images(2, config=synthetic.needle_config(128))
+    assert needle["image"].shape == (2, 128, 128, 3) and "size_class" in needle
+    for bad in ((), (0.0,), (1.5,), (0.1,), (True,)):
+        with pytest.raises(errors.InvalidArgumentError, match="scale_choices"):
+            synthetic.ImageConfig(image_size=48, scale_choices=bad)

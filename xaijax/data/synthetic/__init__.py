@@ -8,7 +8,9 @@ examples (readable by grain and by :func:`xaijax.data.batches`).
 
 * :func:`make_images`: part-based objects whose attributes follow a class-attribute matrix,
   with object/part masks, boxes, keypoints and attribute vectors; options for object scale,
-  distractors, a train-only spurious background cue, missing parts and two objects.
+  distractors, a train-only spurious background cue, missing parts and two objects;
+  ``scale_choices`` (discrete object sizes, output ``size_class``) and :func:`needle_config`
+  make the "needle" benchmark of multi-scale localisation (papers.md 2(g)).
 * :func:`make_videos`: the class is the motion of an object; per-frame masks.
 * :func:`make_texts`: the class is set by a planted key n-gram; the span is the ground truth.
 
@@ -27,7 +29,7 @@ from xaijax.data.synthetic._common import (
     SHAPE_NAMES,
     SPLITS,
 )
-from xaijax.data.synthetic._config import ImageConfig, TextConfig, VideoConfig
+from xaijax.data.synthetic._config import ImageConfig, TextConfig, VideoConfig, needle_config
 from xaijax.data.synthetic._images import (
     ATTRIBUTE_NAMES,
     PART_NAMES,
@@ -58,4 +60,5 @@ __all__ = [
     "make_images",
     "make_texts",
     "make_videos",
+    "needle_config",
 ]

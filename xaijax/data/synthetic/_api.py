@@ -57,6 +57,8 @@ def make_images(
         pixel holding the part centre when visible), ``(-1, -1)`` for absent parts;
       * ``background_pattern`` int32 ``[N]``: which of the ``C`` background patterns was drawn
         (equal to ``label`` where the spurious cue was planted); ``scale`` float32 ``[N]``;
+      * with ``config.scale_choices``: ``size_class`` int32 ``[N]``, the index of the object's
+        scale in ``scale_choices``;
       * with ``config.two_objects``: ``label2`` int32 ``[N]`` (!= ``label``), ``object_mask2``
         bool ``[N, H, W]`` (disjoint from ``object_mask``) and ``box2`` float32 ``[N, 4]``; part
         masks, keypoints and attributes describe the first object.

@@ -42,6 +42,11 @@ class ImageConfig:
         holds every possible pose) as a fraction of the image side (of half the side with
         ``two_objects``). The default ``(0.75, 1.0)`` makes the object cover about 15-40% of
         the image.
+      scale_choices: if given, a tuple of such fractions; each object's scale is drawn
+        uniformly from these values instead of ``scale_range`` (which is then unused), and the
+        output gains ``size_class`` (the index into ``scale_choices``). Discrete sizes make
+        the needle benchmark (:func:`needle_config`). None (the default) leaves every output
+        as without the option.
       max_rotation: object rotations are uniform in ``[-max_rotation, max_rotation]`` degrees.
       spurious_background: if True, the background pattern (tint and grating orientation) of a
         *train* example is the one of its class with probability ``spurious_strength``;
@@ -57,6 +62,7 @@ class ImageConfig:
     num_classes: int = 10
     num_distractors: int = 3
     scale_range: tuple[float, float] = (0.75, 1.0)
+    scale_choices: tuple[float, ...] | None = None
     max_rotation: float = 180.0
     spurious_background: bool = False
     spurious_strength: float = 1.0
@@ -94,6 +100,27 @@ class ImageConfig:
                 f"`image_size`={self.image_size}{' (two objects)' if self.two_objects else ''}; "
                 "objects need >= 12 px: raise `scale_range[0]` or `image_size`."
             )
+        if self.scale_choices is not None:
+            sc = self.scale_choices
+            ok = (
+                isinstance(sc, tuple | list)
+                and len(sc) >= 1
+                and all(isinstance(v, int | float) and not isinstance(v, bool) for v in sc)
+                and all(0.0 < v <= 1.0 for v in sc)
+            )
+            if not ok:
+                raise errors.InvalidArgumentError(
+                    f"`scale_choices` must be a non-empty tuple of object diameters in (0, 1] "
+                    f"(fractions of the image side), got {sc!r}."
+                )
+            object.__setattr__(self, "scale_choices", tuple(float(v) for v in sc))
+            if min(sc) * side < 12:
+                raise errors.InvalidArgumentError(
+                    f"`scale_choices` value {min(sc)} gives objects {min(sc) * side:.1f} px wide "
+                    f"on `image_size`={self.image_size}"
+                    f"{' (two objects)' if self.two_objects else ''}; objects need >= 12 px: "
+                    "raise the smallest choice or `image_size`."
+                )
         rot = self.max_rotation
         if isinstance(rot, bool) or not isinstance(rot, int | float) or not 0 <= rot <= 180:
             raise errors.InvalidArgumentError(
@@ -101,6 +128,46 @@ class ImageConfig:
             )
         _prob(self.spurious_strength, "spurious_strength")
         _prob(self.missing_part_prob, "missing_part_prob")
+
+
+def needle_config(
+    image_size: int = 96,
+    *,
+    num_classes: int = 10,
+    num_distractors: int = 12,
+    scale_choices: tuple[float, ...] = (0.25, 0.4, 0.6),
+    class_seed: int = 0,
+) -> ImageConfig:
+    """The "needle" benchmark of papers.md 2(g): one object of three discrete sizes at a random
+    position and rotation in clutter (distractor shapes), for multi-scale localisation.
+
+    With the defaults (96 px) the objects' circles are 23.5, 37.6 and 56.4 px across and their
+    tight boxes (``box`` of :func:`make_images`, the ground truth) about 20, 33 and 48 px
+    (medians; ``size_class`` 0, 1, 2), sized for AnchorNet branches of receptive field 23, 39
+    and 55 px (papers.md 2(g)); the distractors are 10-17 px wide.
+
+    Args:
+      image_size: image side (96 or 128 in papers.md 2(g); >= 24).
+      num_classes: number of classes.
+      num_distractors: clutter shapes per image.
+      scale_choices: the object diameters as fractions of the side (each >= 12 px).
+      class_seed: seed of the class-attribute matrix.
+
+    Returns:
+      An :class:`ImageConfig`.
+
+    >>> from xaijax.data import synthetic
+    >>> d = synthetic.make_images(4, config=synthetic.needle_config())
+    >>> d["image"].shape, d["size_class"].dtype
+    ((4, 96, 96, 3), dtype('int32'))
+    """
+    return ImageConfig(
+        image_size=image_size,
+        num_classes=num_classes,
+        num_distractors=num_distractors,
+        scale_choices=tuple(scale_choices),
+        class_seed=class_seed,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

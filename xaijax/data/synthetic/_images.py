@@ -154,7 +154,11 @@ def _background_patterns(num_classes: int):
 def _object_params(rng, cfg: ImageConfig, label, n: int, region) -> dict[str, np.ndarray]:
     """Pose and parts of one object per example; ``region`` = (y0, x0, height, width)."""
     size = cfg.image_size / (2 if cfg.two_objects else 1)
-    scale = rng.uniform(*cfg.scale_range, size=n)
+    if cfg.scale_choices is None:
+        scale = rng.uniform(*cfg.scale_range, size=n)
+    else:
+        size_class = rng.integers(0, len(cfg.scale_choices), size=n)
+        scale = np.asarray(cfg.scale_choices, np.float64)[size_class]
     theta = np.deg2rad(rng.uniform(-cfg.max_rotation, cfg.max_rotation, size=n))
     pos_u = rng.random((n, 2))
     missing_u = rng.random((n, _P))
@@ -174,7 +178,9 @@ def _object_params(rng, cfg: ImageConfig, label, n: int, region) -> dict[str, np
     present = missing_u >= cfg.missing_part_prob
     present[:, _BODY] = True
     f32 = np.float32
+    extra = {} if cfg.scale_choices is None else {"size_class": size_class.astype(np.int32)}
     return {
+        **extra,
         "scale": scale.astype(f32),
         "part_cy": (cy[:, None] + dist * ps).astype(f32),
         "part_cx": (cx[:, None] + dist * pc).astype(f32),
@@ -390,6 +396,8 @@ def render(params: dict[str, np.ndarray], cfg: ImageConfig) -> dict[str, np.ndar
         "background_pattern": params["pattern"],
         "scale": o1["scale"],
     }
+    if cfg.scale_choices is not None:
+        out["size_class"] = o1["size_class"]
     if cfg.two_objects:
         mask2 = _part_map(code, first2) >= 0
         out["label2"] = params["label2"]
