@@ -124,6 +124,9 @@ def test_notebook_starts_with_install_runtime_check_and_parameters(path):
 def test_notebook_runs_at_small_size(path, tmp_path, monkeypatch):
     nb = _small(_load(path))
     monkeypatch.chdir(tmp_path)  # figures a notebook writes land in a scratch directory
+    # The kernel inherits this process's environment: tests/viz sets MPLBACKEND=Agg, under
+    # which `plt.show()` draws nothing; a notebook kernel (Colab's too) uses the inline backend.
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     if importlib.util.find_spec("nbclient") and importlib.util.find_spec("ipykernel"):
         import nbclient
         import nbformat
