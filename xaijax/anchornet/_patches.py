@@ -20,14 +20,13 @@ import jax.numpy as jnp
 from xaijax import errors
 from xaijax.typing import Array
 
-
 #: How :func:`informative_patches` merges branches.
 MERGES = ("normalised", "raw")
 
 
 class Patches(NamedTuple):
-    """The informative patches of a batch, ``K = branch * topk`` slots sorted by normalised
-    score (descending; invalid slots last).
+    """The informative patches of a batch, ``K = branch * topk`` slots sorted by the merge
+    score (normalised or raw, see :func:`informative_patches`; descending, invalid slots last).
 
     Attributes:
       boxes: ``[B, K, 4]`` inclusive ``(x1, y1, x2, y2)`` input boxes; for 1-D maps ``[B, K, 2]``
