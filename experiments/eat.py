@@ -337,7 +337,9 @@ def to_markdown(runs: list[dict], s: Settings, argv: list[str], totals: dict) ->
         "textual precision | grounding hit rate |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for w in (None, *s.sweep):
+    if not s.sweep:
+        lines[-5:] = ["", "(λ sweep not run: `--no-sweep`.)"]
+    for w in (None, *s.sweep) if s.sweep else ():
         rs = [r for r in runs if r["backbone"] == s.sweep_backbone and r["weight"] == w]
         if w is None:
             lines.append(
@@ -497,10 +499,22 @@ def main(argv: list[str]) -> int:
         help="ImageConfig.missing_part_prob: > 0 makes image-level attributes differ from the "
         "class's row (results then go to eat_missing_parts.md/.png)",
     )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="image side (default 32; another size writes eat_<N>px.md/.png)",
+    )
+    parser.add_argument("--no-sweep", action="store_true", help="skip the lambda sweep")
     args = parser.parse_args(argv)
     s = SMALL if args.small else Settings()
     s = dataclasses.replace(s, missing_part_prob=args.missing_part_prob)
+    if args.image_size is not None:
+        s = dataclasses.replace(s, image_size=args.image_size)
+    if args.no_sweep:
+        s = dataclasses.replace(s, sweep=())
     suffix = "_missing_parts" if s.missing_part_prob else ""
+    suffix += f"_{s.image_size}px" if s.image_size != Settings.image_size else ""
     wall0, cpu0 = time.perf_counter(), time.process_time()
     cfg, data = make_data(s)
     phi = synthetic.class_attribute_matrix(cfg)
