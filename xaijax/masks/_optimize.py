@@ -397,6 +397,73 @@ def _initialiser(net, smooth, what: str) -> Explainer:
     return first
 
 
+def _refined(
+    model,
+    name: str,
+    smooth,
+    *,
+    num_segments: int | None,
+    iterations,
+    learning_rate,
+    l1,
+    tv,
+    tv_beta,
+    lasso,
+    null_blur_sigma,
+    null_kernel_size,
+    optimizer,
+) -> Explainer:
+    """The masks refined from the smooth one (A2 crisp, A3 superpixel): full resolution, no
+    blur, initialised with ``1 - h_smooth``; per superpixel when ``num_segments`` is given."""
+    net = as_model(model, what=name)
+    l1, tv, tv_beta, lasso = _coefficients(l1, tv, tv_beta, lasso)
+    iterations = v.check_positive_int(iterations, "iterations")
+    null_blur_sigma = v.check_positive_number(null_blur_sigma, "null_blur_sigma")
+    null_kernel_size = v.check_positive_int(null_kernel_size, "null_kernel_size")
+    opt = _optimizer(optimizer, learning_rate)
+    first = _initialiser(net, smooth, name)
+
+    def init_from(params, x, target):
+        return 1.0 - first.run(params, x, target).map
+
+    opts = options(
+        **({} if num_segments is None else {"num_segments": num_segments}),
+        iterations=iterations,
+        learning_rate=learning_rate if optimizer is None else None,
+        l1=l1,
+        tv=tv,
+        tv_beta=tv_beta,
+        lasso=lasso,
+        null_blur_sigma=null_blur_sigma,
+        null_kernel_size=null_kernel_size,
+        smooth=repr(first),
+        optimizer=None if optimizer is None else type(optimizer).__name__,
+    )
+    return _engine(
+        net,
+        name,
+        iterations=iterations,
+        optimizer=opt,
+        l1=l1,
+        tv=tv,
+        tv_beta=tv_beta,
+        lasso=lasso,
+        reduce="mean",
+        mask_scale=1,
+        mask_blur_sigma=None,
+        straight_through=False,
+        null_blur_sigma=null_blur_sigma,
+        null_kernel_size=null_kernel_size,
+        null_border="reflect101",
+        null_truncate=None,
+        init="ones",
+        jitter=0,
+        opts=opts,
+        init_from=init_from,
+        num_segments=num_segments,
+    )
+
+
 def smooth_mask(
     model: Any,
     *,
@@ -566,50 +633,20 @@ def crisp_mask(
     References:
       Godi et al., "Understanding Deep Architectures by Visual Summaries", BMVC 2018.
     """
-    net = as_model(model, what="crisp_mask")
-    l1, tv, tv_beta, lasso = _coefficients(l1, tv, tv_beta, lasso)
-    iterations = v.check_positive_int(iterations, "iterations")
-    null_blur_sigma = v.check_positive_number(null_blur_sigma, "null_blur_sigma")
-    null_kernel_size = v.check_positive_int(null_kernel_size, "null_kernel_size")
-    opt = _optimizer(optimizer, learning_rate)
-    first = _initialiser(net, smooth, "crisp_mask")
-
-    def init_from(params, x, target):
-        return 1.0 - first.run(params, x, target).map
-
-    opts = options(
-        iterations=iterations,
-        learning_rate=learning_rate if optimizer is None else None,
-        l1=l1,
-        tv=tv,
-        tv_beta=tv_beta,
-        lasso=lasso,
-        null_blur_sigma=null_blur_sigma,
-        null_kernel_size=null_kernel_size,
-        smooth=repr(first),
-        optimizer=None if optimizer is None else type(optimizer).__name__,
-    )
-    return _engine(
-        net,
+    return _refined(
+        model,
         "crisp_mask",
+        smooth,
+        num_segments=None,
         iterations=iterations,
-        optimizer=opt,
+        learning_rate=learning_rate,
         l1=l1,
         tv=tv,
         tv_beta=tv_beta,
         lasso=lasso,
-        reduce="mean",
-        mask_scale=1,
-        mask_blur_sigma=None,
-        straight_through=False,
         null_blur_sigma=null_blur_sigma,
         null_kernel_size=null_kernel_size,
-        null_border="reflect101",
-        null_truncate=None,
-        init="ones",
-        jitter=0,
-        opts=opts,
-        init_from=init_from,
+        optimizer=optimizer,
     )
 
 
@@ -685,49 +722,20 @@ def superpixel_mask(
       Godi et al., "Understanding Deep Architectures by Visual Summaries", BMVC 2018 (code:
       ``train.py``, ``--super_pixel``).
     """
-    net = as_model(model, what="superpixel_mask")
-    num = check_num_segments(num_segments, "superpixel_mask")
-    l1, tv, tv_beta, lasso = _coefficients(l1, tv, tv_beta, lasso)
-    iterations = v.check_positive_int(iterations, "iterations")
-    null_blur_sigma = v.check_positive_number(null_blur_sigma, "null_blur_sigma")
-    null_kernel_size = v.check_positive_int(null_kernel_size, "null_kernel_size")
-    opt = _optimizer(optimizer, learning_rate)
-    first = _initialiser(net, smooth, "superpixel_mask")
-    opts = options(
-        num_segments=num,
-        iterations=iterations,
-        learning_rate=learning_rate if optimizer is None else None,
-        l1=l1,
-        tv=tv,
-        tv_beta=tv_beta,
-        lasso=lasso,
-        null_blur_sigma=null_blur_sigma,
-        null_kernel_size=null_kernel_size,
-        smooth=repr(first),
-        optimizer=None if optimizer is None else type(optimizer).__name__,
-    )
-    return _engine(
-        net,
+    return _refined(
+        model,
         "superpixel_mask",
+        smooth,
+        num_segments=check_num_segments(num_segments, "superpixel_mask"),
         iterations=iterations,
-        optimizer=opt,
+        learning_rate=learning_rate,
         l1=l1,
         tv=tv,
         tv_beta=tv_beta,
         lasso=lasso,
-        reduce="mean",
-        mask_scale=1,
-        mask_blur_sigma=None,
-        straight_through=False,
         null_blur_sigma=null_blur_sigma,
         null_kernel_size=null_kernel_size,
-        null_border="reflect101",
-        null_truncate=None,
-        init="ones",
-        jitter=0,
-        opts=opts,
-        init_from=lambda params, x, target: 1.0 - first.run(params, x, target).map,
-        num_segments=num,
+        optimizer=optimizer,
     )
 
 
