@@ -71,7 +71,16 @@ the paper's image-level attribute supervision). Decorrelated accuracy baseline -
 (-0.2); Grad-CAM energy 0.202 -> 0.208, 0.177 -> 0.177, 0.198 -> 0.216; grounding hit rate 0.123
 (chance on the object 0.28); textual precision 0.525 (attribute mAP 0.33-0.47: the small models
 learn the attributes poorly at this budget). Still no target met: one backbone gains 5 points,
-with a spread larger than the gain. Untried: 64-px images (8 x 8 CAMs) and longer training.
+with a spread larger than the gain.
+
+Third setting (``--image-size 64 --no-sweep``, ``experiments/results/eat_64px.md`` and
+``eat_64px.png``, 824 s wall / 1326 s CPU): 8 x 8 CAMs, parts 10-16 px wide, whole objects.
+Decorrelated accuracy baseline -> EAT: vgg 0.749 -> 0.744 (-0.5 points), resnet 0.405 -> 0.426
+(+2.1), densenet 0.666 -> 0.564 (-10.2); Grad-CAM energy 0.425 -> 0.426, 0.446 -> 0.446, 0.450
+-> 0.464; grounding hit rate 0.176 (chance on the object 0.21); textual precision 0.796. No
+target met: finer maps do not make the attribute CAMs find their parts either, which points at
+the first reason above (attributes that restate the class) more than at resolution. Untried:
+longer training.
 
 Every number here is measured on the *synthetic benchmark* of ``xaijax.data.synthetic`` with
 small zoo models trained here; none is a reproduction of the paper's results (its datasets,
