@@ -8,6 +8,8 @@ Command (needs the `bench` extra: torch 2.13.0 CPU, captum; `make bench` sets it
     .venv-bench/bin/python experiments/bench/attribution.py --quick    # fewer repeats
     .venv-bench/bin/python experiments/bench/attribution.py --quick --x64   # + float64 column
     .venv-bench/bin/python experiments/bench/attribution.py --smoke --out /tmp/bench.md
+    python3 experiments/bench/attribution.py --gpu --quick --batch 256 \
+        --out experiments/results/bench_attribution_gpu_256.md   # on a GPU machine
 
 Setup: a 4-conv CNN (3->32->32, maxpool, 32->64->64, maxpool, global mean, dense 64->10, ReLU
 after each conv), identical weights ported from Flax to PyTorch, batch 32 of 64x64 RGB in [0, 1),
@@ -35,6 +37,15 @@ The difference column is max|a_xaijax - a_captum| / max|a_captum| over the batch
 flip a max-pool's arg-max at near-ties and move a gradient to a neighbouring pixel. SmoothGrad
 has no difference column: the two libraries draw different noise.
 
+``--gpu`` runs both libraries on the first GPU (torch ``cuda``, JAX's default backend) with one
+xaijax column ("1 GPU"); every torch timing waits for ``torch.cuda.synchronize()``. There IG and
+SmoothGrad evaluate all their steps or samples at once in both libraries (xaijax
+``chunk_size=steps``/``num_samples``, Captum's default), since one step at a time leaves a GPU
+idle; occlusion evaluates 8 windows at once in both. ``--batch`` changes the batch size (32).
+On a GPU both libraries use TF32 for float32 convolutions by default, which makes the float32
+differences larger (occlusion's logit differences most); ``--no-tf32`` turns it off in both
+(``JAX_DEFAULT_MATMUL_PRECISION=highest``, torch's ``allow_tf32`` flags) to check that.
+
 ``--smoke`` is a run-through of the script (one repeat, batch 4, IG 4 steps, SmoothGrad 2
 samples, no peak-memory subprocesses): its numbers mean nothing. ``--out`` writes the table
 elsewhere than experiments/results/bench_attribution.md.
@@ -60,6 +71,7 @@ import time
 import numpy as np
 
 BATCH, SIZE, CLASSES = 32, 64, 10
+GPU = False  # --gpu: both libraries on the first GPU
 IG_STEPS, SG_SAMPLES, SG_SIGMA = 32, 16, 0.15
 WINDOW, STRIDE = 8, 4
 
@@ -153,9 +165,15 @@ def run_xaijax(mode: str, repeats: int, x64: bool) -> dict:
         batch = lambda: (x, t)  # noqa: E731
     key = jax.random.key(0)
     grad = xaijax.gradient(apply_fn)
-    ig = xaijax.integrated_gradients(apply_fn, steps=IG_STEPS, method="gausslegendre", chunk_size=1)
+    ig = xaijax.integrated_gradients(
+        apply_fn, steps=IG_STEPS, method="gausslegendre", chunk_size=IG_STEPS if GPU else 1
+    )
     sg = xaijax.smooth(
-        grad, num_samples=SG_SAMPLES, noise=SG_SIGMA, relative_noise=False, chunk_size=1
+        grad,
+        num_samples=SG_SAMPLES,
+        noise=SG_SIGMA,
+        relative_noise=False,
+        chunk_size=SG_SAMPLES if GPU else 1,
     )
     gc = xaijax.grad_cam(model, "conv4")
     occ = xaijax.occlusion(apply_fn, window=WINDOW, stride=STRIDE, fill=0.0, chunk_size=8)
@@ -191,6 +209,10 @@ def torch_setup(x64: bool):
 
     torch.set_num_threads(os.cpu_count() or 2)
     dtype = torch.float64 if x64 else torch.float32
+    device = "cuda" if GPU else "cpu"
+    if os.environ.get("XAIJAX_BENCH_NO_TF32"):
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
     class CNN(nn.Module):
         def __init__(self):
@@ -208,7 +230,7 @@ def torch_setup(x64: bool):
             x = self.pool2(self.relu4(self.conv4(self.relu3(self.conv3(x)))))
             return self.head(x.mean(dim=(2, 3)))
 
-    model = CNN().to(dtype).eval()
+    model = CNN().to(dtype).eval().to(device)
     w = make_weights()
     with torch.no_grad():
         for name in ("conv1", "conv2", "conv3", "conv4"):
@@ -218,8 +240,8 @@ def torch_setup(x64: bool):
         model.head.weight.copy_(torch.tensor(w["head/kernel"].T, dtype=dtype))
         model.head.bias.copy_(torch.tensor(w["head/bias"], dtype=dtype))
     x_np, t_np = make_batch()
-    x = torch.tensor(x_np.transpose(0, 3, 1, 2), dtype=dtype)  # NCHW
-    t = torch.tensor(t_np)
+    x = torch.tensor(x_np.transpose(0, 3, 1, 2), dtype=dtype, device=device)  # NCHW
+    t = torch.tensor(t_np, device=device)
     return torch, model, x, t
 
 
@@ -258,6 +280,8 @@ def run_captum(repeats: int, x64: bool) -> dict:
             perturbations_per_eval=8,
         ),
     }
+    if GPU:  # wait for the GPU's work in every timed call
+        methods = {n: (lambda f=f: (f(), torch.cuda.synchronize())[0]) for n, f in methods.items()}
     out = {"times": {}, "maps": {}}
     for name, fn in methods.items():
         if name == "forward":
@@ -265,7 +289,7 @@ def run_captum(repeats: int, x64: bool) -> dict:
                 out["times"][name] = timeit(fn, repeats)
             continue
         out["times"][name] = timeit(fn, repeats)
-        a = fn().detach().numpy()
+        a = fn().detach().cpu().numpy()
         a = a[:, 0] if a.ndim == 4 and a.shape[1] == 1 else a.transpose(0, 2, 3, 1)
         out["maps"][name] = a
     return out
@@ -316,6 +340,7 @@ def run_ig_only(steps: int, chunk_size: int):
 
 
 def main():
+    global BATCH, GPU
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
     parser.add_argument(
@@ -337,11 +362,27 @@ def main():
         default="experiments/results/bench_attribution.md",
         help="where the table is written (markdown)",
     )
+    parser.add_argument(
+        "--gpu", action="store_true", help="both libraries on the first GPU (one xaijax column)"
+    )
+    parser.add_argument("--batch", type=int, default=BATCH, help="batch size (32)")
+    parser.add_argument(
+        "--no-tf32",
+        action="store_true",
+        help="GPU: full float32 convolutions and matmuls in both libraries (no TF32)",
+    )
     parser.add_argument("--worker", choices=list(MODES), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-x64", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    BATCH, GPU = args.batch, args.gpu
+    if args.no_tf32:  # before any JAX or torch computation, in this process and each worker
+        os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
+        os.environ["XAIJAX_BENCH_NO_TF32"] = "1"
     if args.smoke:
         smoke_settings()
+    if GPU:
+        args.modes = ["plain"]
+        MODES["plain"] = "1 GPU"
     repeats = 1 if args.smoke else 3 if args.quick else 7
     if args.worker is not None:
         res = run_xaijax(args.worker, 1 if args.worker_x64 else repeats, args.worker_x64)
@@ -351,6 +392,8 @@ def main():
     def worker(mode, x64=False):
         cmd = [sys.executable, __file__, "--worker", mode]
         cmd += (["--quick"] if args.quick else []) + (["--smoke"] if args.smoke else [])
+        cmd += ["--batch", str(args.batch)] + (["--gpu"] if GPU else [])
+        cmd += ["--no-tf32"] if args.no_tf32 else []
         if x64:
             cmd.append("--worker-x64")
         res = subprocess.run(cmd, capture_output=True, text=True)
@@ -420,17 +463,21 @@ def main():
         for m in modes
         if m == "opt-in"
     ]
-    if not args.smoke:  # two more processes of IG alone
+    if not args.smoke and not GPU:  # two more processes of IG alone
         mem32 = ig_memory(32, 32)
         mem256 = ig_memory(256, 32)
         ratios.append(
             f"- peak RSS of IG, 256 steps / 32 steps (chunk_size=32): "
             f"{mem256 / 1024:.0f} MiB / {mem32 / 1024:.0f} MiB = {mem256 / mem32:.2f}"
         )
+    where = (
+        f"GPU {torch.cuda.get_device_name(0)}, "
+        if GPU
+        else f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, "
+    )
     env = (
         f"jax {__import__('jax').__version__}, torch {torch.__version__}, "
-        f"captum {__import__('captum').__version__}, {os.cpu_count()} CPU cores, "
-        f"torch threads {torch.get_num_threads()}, median of {repeats} runs"
+        f"captum {__import__('captum').__version__}, {where}median of {repeats} runs"
     )
     notes = [f"- the xaijax worker {MODES[m]!r} failed; no figures" for m in failed]
     if args.smoke:
@@ -442,9 +489,16 @@ def main():
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        f.write(f"# xaijax vs Captum (synthetic random CNN, batch {BATCH} of 64x64 RGB)\n\n")
         f.write(
-            "Command: `.venv-bench/bin/python experiments/bench/attribution.py"
+            f"# xaijax vs Captum (synthetic random CNN, batch {BATCH} of 64x64 RGB"
+            + (", on a GPU)\n\n" if GPU else ")\n\n")
+        )
+        f.write(
+            ("Command: `python3" if GPU else "Command: `.venv-bench/bin/python")
+            + " experiments/bench/attribution.py"
+            + (" --gpu" if GPU else "")
+            + (f" --batch {BATCH}" if BATCH != 32 else "")
+            + (" --no-tf32" if args.no_tf32 else "")
             + (" --quick" if args.quick else "")
             + (" --smoke" if args.smoke else "")
             + (" --x64" if args.x64 else "")

@@ -6,9 +6,11 @@ them), 32 synthetic 64 px images, 16 Gauss-Legendre steps, ``chunk_size`` 4 and 
 "jit, fori_loop" forces the while loop the landed code used, to show why. Times are the minimum
 of ``--repeats`` interleaved calls after a warm-up; one CPU device.
 
-Command (about 3 minutes on the 2-core VM):
+Command (about 3 minutes on the 2-core VM; the second line on a GPU machine):
 
     .venv/bin/python experiments/bench/ig_jit.py
+    python3 experiments/bench/ig_jit.py --images 256 --repeats 10 \
+        --out experiments/results/ig_jit_gpu.md
 
 Last printed (2-core x86_64 VM, 2026-11-30, see experiments/results/ig_jit.md):
     see the results file.
@@ -41,14 +43,15 @@ def _timed(fn, *args, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=int, default=32, help="batch size (32)")
     parser.add_argument("--out", default="experiments/results/ig_jit.md")
     args = parser.parse_args()
 
     net = models.get_model("vgg", 10)
-    x = jnp.asarray(synthetic.make_images(32, seed=0, split="test")["image"])
+    x = jnp.asarray(synthetic.make_images(args.images, seed=0, split="test")["image"])
     params = net.init(jax.random.key(0), x[:1])["params"]
     apply_fn = models.apply_fn(net)
-    target = jnp.zeros(32, jnp.int32)
+    target = jnp.zeros(args.images, jnp.int32)
     rows = []
     for chunk in (4, 1):
         ig = xaijax.integrated_gradients(apply_fn, steps=16, chunk_size=chunk)
@@ -68,23 +71,27 @@ def main() -> None:
             loop_t = min(loop_t, _timed(looped, params, x, target, repeats=1))
         rows.append((chunk, eager_t, jit_t, loop_t))
         print(
-            f"chunk_size={chunk}: eager {eager_t:.2f} s, jit {jit_t:.2f} s "
-            f"({jit_t / eager_t:.2f}x), jit with fori_loop {loop_t:.2f} s "
+            f"chunk_size={chunk}: eager {eager_t * 1e3:.4g} ms, jit {jit_t * 1e3:.4g} ms "
+            f"({jit_t / eager_t:.2f}x), jit with fori_loop {loop_t * 1e3:.4g} ms "
             f"({loop_t / eager_t:.2f}x)",
             flush=True,
         )
     lines = [
-        "# IG eager vs under jax.jit (zoo VGG, 32 images of 64 px, 16 steps, one CPU device)",
+        f"# IG eager vs under jax.jit (zoo VGG, {args.images} images of 64 px, 16 steps, one"
+        f" {jax.devices()[0].platform.upper()} device)",
         "",
         f"Command: `.venv/bin/python experiments/bench/ig_jit.py`; {jax.devices()[0].device_kind},"
         f" {len(jax.devices())} device(s). Synthetic data, untrained weights.",
         "",
-        "| chunk_size | eager (s) | jax.jit (s) | jit / eager | jit, fori_loop (s) "
+        "| chunk_size | eager (ms) | jax.jit (ms) | jit / eager | jit, fori_loop (ms) "
         "| loop / eager |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for chunk, e, j, lp in rows:
-        lines.append(f"| {chunk} | {e:.2f} | {j:.2f} | {j / e:.2f} | {lp:.2f} | {lp / e:.2f} |")
+        lines.append(
+            f"| {chunk} | {e * 1e3:.4g} | {j * 1e3:.4g} | {j / e:.2f} | {lp * 1e3:.4g} "
+            f"| {lp / e:.2f} |"
+        )
     path = pathlib.Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
