@@ -117,7 +117,10 @@ def video_figure(out: pathlib.Path) -> None:
         np.asarray(clip[0]),
         np.asarray(ig[0]),
         max_frames=8,
-        title="Integrated Gradients on a synthetic clip (zoo 3-D CNN): signed, per frame",
+        title=(
+            "Integrated Gradients on a synthetic clip (zoo 3-D CNN): signed, "
+            "one colour scale for the whole clip"
+        ),
     )
     viz.save_png(out / "video.png", fig, dpi=90)
 

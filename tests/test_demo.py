@@ -103,3 +103,18 @@ def test_unwritable_out_fails_before_any_work(tmp_path, monkeypatch):
     fresh = tmp_path / "new" / "out"
     demo.check_output_dir(str(fresh))
     assert fresh.is_dir() and list(fresh.iterdir()) == []
+
+
+def test_rise_is_shown_above_its_minimum_and_the_caption_says_by_how_much():
+    rng = np.random.default_rng(0)
+    rise = 0.9 + 0.1 * rng.random((3, 8, 8)).astype(np.float32)  # an offset near 1
+    grad = rng.random((3, 8, 8)).astype(np.float32)
+    title, shown = demo._shown("rise", rise)
+    assert title == "rise (above min)"
+    np.testing.assert_allclose(shown.min(axis=(1, 2)), 0.0)
+    np.testing.assert_allclose(shown, rise - rise.min(axis=(1, 2), keepdims=True))
+    assert demo._shown("gradient", grad) == ("gradient", grad)  # other maps: unchanged
+    note = demo._offset_note({"rise": rise, "gradient": grad}, shown=3)
+    spread = (rise.max(axis=(1, 2)) - rise.min(axis=(1, 2))) / rise.max(axis=(1, 2))
+    assert f"{spread.min():.0%}-{spread.max():.0%}" in note
+    assert demo._offset_note({"gradient": grad}, shown=3) == ""

@@ -15,6 +15,13 @@ import jax.numpy as jnp
 import xaijax
 from xaijax import fixations, segmentation, superpixels, surrogates
 
+#: Methods whose maps the demo figure shows above each image's minimum. RISE's map is the mean
+#: class probability over the masks that keep a pixel: for a confident model it is about the same
+#: everywhere (an offset close to 1 with a structure of a few tenths), which a colour scale from 0
+#: paints as one flat colour. The RISE authors' figures show their maps on a min-max colour scale;
+#: the figure does the same, and says so. The table scores the raw maps.
+SHOWN_ABOVE_MINIMUM = ("rise",)
+
 
 class Method(NamedTuple):
     name: str

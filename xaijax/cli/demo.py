@@ -242,13 +242,41 @@ def figure(
     rows = min(len(images), FIGURE_ROWS)
     return viz.show_grid(
         images[:rows],
-        {name: m[:rows] for name, m in maps.items()},
+        dict(_shown(name, m[:rows]) for name, m in maps.items()),
         references={"ground truth": masks[:rows].astype(np.float32)},
         row_titles=None if labels is None else [f"class {int(c)}" for c in labels[:rows]],
         colorbar="shared",
         panel_size=0.9,
         title_width=11,
     )
+
+
+def _shown(name: str, m: np.ndarray) -> tuple[str, np.ndarray]:
+    """The column title and map the figure shows for method ``name``: the map itself, or for
+    :data:`_methods.SHOWN_ABOVE_MINIMUM` the map above each image's minimum."""
+    if name not in _methods.SHOWN_ABOVE_MINIMUM:
+        return name, m
+    m = np.asarray(m, np.float32)
+    return f"{name} (above min)", m - m.min(axis=(1, 2), keepdims=True)
+
+
+def _offset_note(maps: dict[str, np.ndarray], shown: int) -> str:
+    """A sentence on the maps shown above their minimum, with their measured spread."""
+    parts = []
+    for name in _methods.SHOWN_ABOVE_MINIMUM:
+        if name not in maps:
+            continue
+        m = np.asarray(maps[name][:shown], np.float64)
+        lo, hi = m.min(axis=(1, 2)), m.max(axis=(1, 2))
+        spread = (hi - lo) / np.maximum(np.abs(hi), 1e-12)
+        parts.append(
+            f"`{name}` is shown above each image's minimum (a min-max colour scale, as in the "
+            f"RISE authors' figures): its raw maps run from {lo.min():.2f}-{lo.max():.2f} to "
+            f"{hi.min():.2f}-{hi.max():.2f}, so they vary by only {spread.min():.0%}-"
+            f"{spread.max():.0%} of their maximum (the model is confident under most masks), "
+            "which a scale from 0 paints as one flat colour; the table scores the raw maps"
+        )
+    return "; ".join(parts) + "." if parts else ""
 
 
 def write_report(
@@ -288,6 +316,9 @@ def write_report(
         "scaled by its own 99.5th percentile of |value|, and the colour bars show that scaled "
         f"value: {colours}. Columns: " + ", ".join(f"`{n}`" for n in names) + "."
     )
+    offset = _offset_note(maps, shown)
+    if offset:
+        columns += " " + offset
     d = summary.get("dataset")
     dataset = (
         f"The whole test set ({d['examples']} images) was then explained with `{d['method']}` "
