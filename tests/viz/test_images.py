@@ -123,6 +123,13 @@ def _img(*shape, value=0.5, dtype=np.float32):
         (lambda: viz.grid([[_img(2, 2, value=np.nan)]]), errors.NonFiniteInputError, "tile (0, 0)"),
         (lambda: viz.grid([[_img(2, 2)]], pad=-1), errors.InvalidArgumentError, "pad"),
         (lambda: viz.grid([[_img(2, 2)]], scale=0), errors.InvalidArgumentError, "scale"),
+        (lambda: viz.grid([[_img(2, 2, value=255.0)]]), errors.InvalidArgumentError, "by 255"),
+        (
+            lambda: viz.overlay(_img(4, 4, 3, value=-0.4), _img(4, 4)),
+            errors.InvalidArgumentError,
+            "range [-0.4, -0.4]",
+        ),
+        (lambda: viz.encode_png(_img(2, 2, 3, value=1.01)), errors.InvalidArgumentError, "[0, 1]"),
     ],
 )
 def test_bad_inputs_raise_named_errors(call, error, words):

@@ -198,6 +198,65 @@ OK = np.ones((6, 7))
         (lambda: viz.show_boxes(IMG, points=[[6, 0]]), errors.InputShapeError, "outside"),
         (lambda: viz.show_video(IMAGES, np.ones((2, 6, 7))), errors.InputShapeError, "per frame"),
         (lambda: viz.show_video(IMAGES[0], OK), errors.InputShapeError, "one map"),
+        # Bad options that used to reach matplotlib (or Python) as raw errors.
+        (lambda: viz.show(IMG, OK, titles=3), errors.InvalidArgumentError, "`titles`"),
+        (lambda: viz.show(IMG, OK, titles=[{"a": 1}]), errors.InvalidArgumentError, "titles[0]"),
+        (lambda: viz.show(IMG, OK, ax="x"), errors.InvalidArgumentError, "matplotlib Axes"),
+        (lambda: viz.show_boxes(IMG, [[0, 0, 2, 2]], ax=1), errors.InvalidArgumentError, "`ax`"),
+        (
+            lambda: viz.show_boxes(IMG, [[0, 0, 2, 2]], color="nocolour"),
+            errors.InvalidArgumentError,
+            "`color` must be a matplotlib colour",
+        ),
+        (lambda: viz.show_boxes(IMG, [[0, 0, 2, 2]], labels=3), errors.InvalidArgumentError, "box"),
+        (
+            lambda: viz.show_grid(IMAGES, {"m": np.ones((3, 6, 7))}, row_titles=5),
+            errors.InvalidArgumentError,
+            "`row_titles`",
+        ),
+        (
+            lambda: viz.show_grid(IMAGES, {"m": np.ones((3, 6, 7))}, panel_size=-1),
+            errors.InvalidArgumentError,
+            "`panel_size` must be a finite number > 0",
+        ),
+        (
+            lambda: viz.show_grid(IMAGES, {"m": np.ones((3, 6, 7))}, panel_size=0),
+            errors.InvalidArgumentError,
+            "panel_size",
+        ),
+        (
+            lambda: viz.show_grid(IMAGES, {"m": np.ones((3, 6, 7))}, panel_size=float("inf")),
+            errors.InvalidArgumentError,
+            "panel_size",
+        ),
+        (
+            lambda: viz.show_grid(IMAGES, {"m": np.ones((3, 6, 7))}, title_width=0),
+            errors.InvalidArgumentError,
+            "title_width",
+        ),
+        (
+            lambda: viz.show_video(IMAGES, np.ones((3, 6, 7)), panel_size=0),
+            errors.InvalidArgumentError,
+            "panel_size",
+        ),
+        # Float images must be in [0, 1]: 0..255 or normalised floats used to be clipped silently.
+        (lambda: viz.show(IMG * 255, OK), errors.InvalidArgumentError, "divide by 255"),
+        (lambda: viz.show(IMG - 0.5, OK), errors.InvalidArgumentError, "undo the normalisation"),
+        (
+            lambda: viz.show_grid(IMAGES * 255, {"m": np.ones((3, 6, 7))}),
+            errors.InvalidArgumentError,
+            "expects float images in [0, 1]",
+        ),
+        (
+            lambda: viz.show_video(IMAGES * 2, np.ones((3, 6, 7))),
+            errors.InvalidArgumentError,
+            "[0, 1]",
+        ),
+        (
+            lambda: viz.show_boxes(IMG * 255, [[0, 0, 2, 2]]),
+            errors.InvalidArgumentError,
+            "[0, 1]",
+        ),
     ],
 )
 def test_bad_inputs_raise_named_errors(call, error, words):
@@ -271,3 +330,46 @@ def test_png_of_a_figure_round_trips(tmp_path):
     data = io.BytesIO()
     fig.savefig(data, format="png")
     assert Image.open(data).size[0] > 100
+
+
+def test_image_range_message_names_the_range():
+    with pytest.raises(errors.InvalidArgumentError) as info:
+        viz.show(np.full((6, 7, 3), 200.0), OK)
+    assert "got range [200, 200]" in str(info.value)
+
+
+def test_float_images_within_rounding_of_zero_and_one_are_accepted():
+    img = IMG.copy()
+    img[0, 0] = 1.0 + 5e-4
+    img[0, 1] = -5e-4
+    shown = picture(viz.show(img, OK, method="original_image").axes[0])
+    np.testing.assert_array_equal(shown[0, :2], [[1, 1, 1], [0, 0, 0]])  # clipped
+    # uint8 images are still 0..255.
+    u8 = (IMG * 255).astype(np.uint8)
+    np.testing.assert_allclose(
+        picture(viz.show(u8, OK, method="original_image").axes[0]), u8 / 255.0, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("dpi", [-1, 0, "x", float("nan")])
+def test_save_png_checks_dpi_before_writing(tmp_path, dpi):
+    path = tmp_path / "fig.png"
+    with pytest.raises(errors.InvalidArgumentError, match="`dpi`"):
+        viz.save_png(path, viz.show(IMG, OK), dpi=dpi)
+    assert not path.exists()
+    viz.save_png(path, viz.show(IMG, OK), dpi=50)
+    assert path.stat().st_size > 0
+
+
+def test_bad_row_titles_length_is_raised_before_drawing(monkeypatch):
+    drawn = []
+    monkeypatch.setattr(_plots, "new_figure", lambda *a: drawn.append(a))
+    with pytest.raises(errors.InvalidArgumentError, match="row_titles"):
+        viz.show_grid(IMAGES, {"m": np.ones((3, 6, 7))}, row_titles=["a"])
+    assert drawn == []
+
+
+def test_boxes_accept_any_matplotlib_colour():
+    for colour in ("red", "#ff0000", (1.0, 0.0, 0.0), (1.0, 0.0, 0.0, 1.0)):
+        fig = viz.show_boxes(IMG, [[0, 0, 2, 2]], color=colour)
+        assert tuple(fig.axes[0].patches[0].get_edgecolor()) == (1.0, 0.0, 0.0, 1.0)

@@ -47,6 +47,15 @@ def test_mark_boundaries_paints_only_the_border():
     np.testing.assert_array_equal(out[:, [0, 1, 4]], 0)
 
 
+@pytest.mark.parametrize("colour", ["red", "#ff0000", "r", (1.0, 0.0, 0.0), [1, 0, 0]])
+def test_boundary_colours_accept_matplotlib_names_like_rgb_triples(colour):
+    image = np.zeros((3, 5, 3))
+    expected = viz.mark_boundaries(image, TWO, color=(1, 0, 0))
+    np.testing.assert_array_equal(viz.mark_boundaries(image, TWO, color=colour), expected)
+    fig = viz.show_segments(image, TWO, boundary_color=colour)
+    np.testing.assert_array_equal(fig.axes[0].get_images()[0].get_array(), expected)
+
+
 def test_image_and_mask_keeps_the_top_k_like_lime():
     seg = np.array([[0, 1, 2, 3]] * 2)
     scores = np.array([0.5, -2.0, 1.0, 0.1])
@@ -118,6 +127,36 @@ def test_show_segments_dims_all_but_the_top_k_and_outlines_them():
             lambda: viz.show_segments(np.zeros((3, 5, 3)), TWO, np.array([np.nan, 1.0])),
             errors.NonFiniteInputError,
             "NaN",
+        ),
+        (
+            lambda: viz.mark_boundaries(np.zeros((3, 5, 3)), TWO, color="nocolour"),
+            errors.InvalidArgumentError,
+            "`color` must be a matplotlib colour name",
+        ),
+        (
+            lambda: viz.show_segments(np.zeros((3, 5, 3)), TWO, boundary_color="nocolour"),
+            errors.InvalidArgumentError,
+            "`boundary_color`",
+        ),
+        (
+            lambda: viz.show_segments(np.zeros((3, 5, 3)), TWO, boundary_color=(1, 0)),
+            errors.InvalidArgumentError,
+            "`boundary_color` must be an RGB triple",
+        ),
+        (
+            lambda: viz.show_segments(np.zeros((3, 5, 3)), TWO, ax="x"),
+            errors.InvalidArgumentError,
+            "matplotlib Axes",
+        ),
+        (
+            lambda: viz.mark_boundaries(np.full((3, 5, 3), 255.0), TWO),
+            errors.InvalidArgumentError,
+            "divide by 255",
+        ),
+        (
+            lambda: viz.show_segments(np.full((3, 5, 3), -1.0), TWO),
+            errors.InvalidArgumentError,
+            "[0, 1]",
         ),
     ],
 )

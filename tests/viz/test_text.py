@@ -72,6 +72,21 @@ def test_text_figure_uses_the_same_sign_colours():
         (lambda: viz.text_html(["a"], np.ones(1), sign="up"), errors.InvalidArgumentError, "sign"),
         (lambda: viz.show_text(["a"], np.ones(1), width=2), errors.InvalidArgumentError, "width"),
         (
+            lambda: viz.show_text(["a"], np.ones(1), fontsize=0),
+            errors.InvalidArgumentError,
+            "fontsize",
+        ),
+        (
+            lambda: viz.show_text([["a"], ["b"]], np.ones((2, 1)), titles="xy"),
+            errors.InvalidArgumentError,
+            "list of strings",
+        ),
+        (
+            lambda: viz.text_html(["a"], np.ones(1), titles=7),
+            errors.InvalidArgumentError,
+            "list of strings",
+        ),
+        (
             lambda: viz.text_html([["a"], ["b"]], np.ones((3, 1))),
             errors.InputShapeError,
             "3 score sequence(s) for 2",

@@ -16,6 +16,7 @@ def matplotlib() -> Any:
     """The ``matplotlib`` module, imported on first use; a named error says how to install it."""
     try:
         import matplotlib as mpl
+        import matplotlib.axes
         import matplotlib.cm
         import matplotlib.colors
         import matplotlib.figure
@@ -93,8 +94,27 @@ def as_maps(maps, name: str = "maps") -> np.ndarray:
     return arr.astype(np.float32)
 
 
+#: How far a float image may stray outside [0, 1] (rounding) before it is an error.
+IMAGE_RANGE_TOLERANCE = 1e-3
+
+
+def check_image_range(arr: np.ndarray, name: str) -> None:
+    """A float image must lie in [0, 1] (within :data:`IMAGE_RANGE_TOLERANCE`): an image on the
+    0..255 scale, or a normalised one, would otherwise be clipped to white / black silently."""
+    if not np.issubdtype(arr.dtype, np.floating) or arr.size == 0:
+        return
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -IMAGE_RANGE_TOLERANCE or hi > 1.0 + IMAGE_RANGE_TOLERANCE:
+        raise errors.InvalidArgumentError(
+            f"`{name}`: viz expects float images in [0, 1]; got range [{lo:.4g}, {hi:.4g}]. "
+            f"For 0..255 images divide by 255 (`{name} / 255.0`) or pass uint8; for normalised "
+            "images undo the normalisation (`x * std + mean`)."
+        )
+
+
 def as_image(image, name: str) -> np.ndarray:
-    """An image as float32 in [0, 1]: uint8 is 0..255, bool is 0/1, floats are clipped."""
+    """An image as float32 in [0, 1]: uint8 is 0..255, bool is 0/1, floats must lie in [0, 1]
+    (values within 1e-3 outside it, rounding, are clipped)."""
     arr = numeric(image, name)
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255.0
@@ -105,6 +125,7 @@ def as_image(image, name: str) -> np.ndarray:
             f"`{name} / 255.0`."
         )
     check_finite(arr, name)
+    check_image_range(arr, name)
     return np.clip(arr.astype(np.float32), 0.0, 1.0)
 
 
@@ -161,3 +182,86 @@ def check_choice(value, name: str, choices: Sequence[str], hint: str = "") -> st
             + (f" {hint}" if hint else "")
         )
     return value
+
+
+def check_positive(value, name: str) -> float:
+    """A finite number > 0 (a size in inches, a resolution, a font size)."""
+    ok = not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
+    if not ok or not (np.isfinite(value) and value > 0):
+        raise errors.InvalidArgumentError(f"`{name}` must be a finite number > 0, got {value!r}.")
+    return float(value)
+
+
+def check_texts(values, name: str, per: str, *, allow_str: bool = False) -> list:
+    """Titles or labels: a list (or tuple, array) of strings, one per ``per``; with
+    ``allow_str`` one string is a list of one. Numbers and None entries are accepted (drawn with
+    ``str`` / left blank); the caller checks the length."""
+    if allow_str and isinstance(values, str):
+        return [values]
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence | np.ndarray):
+        single = " (or one string when there is one)" if allow_str else ""
+        raise errors.InvalidArgumentError(
+            f"`{name}` must be a list of strings, one per {per}{single}, got {values!r} of type "
+            f"{type(values).__name__}."
+        )
+    values = list(values)
+    for i, v in enumerate(values):
+        if not (v is None or isinstance(v, str | int | float | np.number)):
+            raise errors.InvalidArgumentError(
+                f"`{name}[{i}]` must be a string, got {v!r} of type {type(v).__name__}: give "
+                f"one string per {per}."
+            )
+    return values
+
+
+def check_ax(ax, name: str = "ax") -> None:
+    """None or a matplotlib ``Axes`` (matplotlib imported here)."""
+    if ax is None:
+        return
+    mpl = matplotlib()
+    if not isinstance(ax, mpl.axes.Axes):
+        raise errors.InvalidArgumentError(
+            f"`{name}` must be a matplotlib Axes to draw into (e.g. `fig.subplots()` or "
+            f"`axes[i, j]`), or None for a new figure; got {ax!r} of type {type(ax).__name__}."
+        )
+
+
+def check_mpl_color(color, name: str) -> None:
+    """Any matplotlib colour (name, hex, RGB(A) tuple); matplotlib imported here."""
+    mpl = matplotlib()
+    if not mpl.colors.is_color_like(color):
+        raise errors.InvalidArgumentError(
+            f"`{name}` must be a matplotlib colour, e.g. 'yellow', '#ffcc00' or (1, 0.8, 0), "
+            f"got {color!r}."
+        )
+
+
+def rgb_color(color, name: str = "color") -> np.ndarray:
+    """A colour as float32 RGB ``[3]`` in [0, 1]: an RGB triple, or (read by matplotlib, imported
+    only then) a colour name or hex string such as ``"red"`` / ``"#ff0000"``."""
+    if isinstance(color, str):
+        try:
+            import matplotlib.colors as mcolors
+        except ImportError as e:
+            raise errors.MissingDependencyError(
+                f"`{name}`={color!r} is a colour name, which needs matplotlib to read ({e}): pass "
+                f"an RGB triple in [0, 1] such as (1, 1, 0), or install the viz extra: "
+                f"`{INSTALL}`."
+            ) from e
+        try:
+            return np.asarray(mcolors.to_rgb(color), np.float32)
+        except ValueError as e:
+            raise errors.InvalidArgumentError(
+                f"`{name}` must be a matplotlib colour name or hex string (e.g. 'yellow', "
+                f"'#ffff00') or an RGB triple in [0, 1] such as (1, 1, 0), got {color!r}."
+            ) from e
+    try:
+        c = np.asarray(color, np.float32)
+    except (TypeError, ValueError):
+        c = None
+    if c is None or c.shape != (3,) or not np.all((c >= 0) & (c <= 1)):
+        raise errors.InvalidArgumentError(
+            f"`{name}` must be an RGB triple in [0, 1], e.g. (1, 1, 0) for yellow (or a colour "
+            f"name such as 'yellow'), got {color!r}."
+        )
+    return c

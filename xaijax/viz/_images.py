@@ -27,10 +27,10 @@ is 0, so -1, -0.5, 0, 0.5 and 1 get five different colours. Both are interpolate
 sampled from matplotlib's maps of the same name, so these arrays look like :func:`show` figures.
 
 Bad input (wrong rank, non-numeric or empty arrays, images and maps of different sizes, NaN or
-Inf values) raises a named error from :mod:`xaijax.errors` that says what to change. NaN or Inf in
-a map is refused rather than drawn (it used to come out black, looking like "no evidence"): a
-non-finite map means the explainer failed, and clean it only on purpose, e.g. with
-``np.nan_to_num``.
+Inf values, float images outside [0, 1]) raises a named error from :mod:`xaijax.errors` that
+says what to change. NaN or Inf in a map is refused rather than drawn (it used to come out
+black, looking like "no evidence"): a non-finite map means the explainer failed, and clean it
+only on purpose, e.g. with ``np.nan_to_num``.
 """
 
 from __future__ import annotations
@@ -331,7 +331,8 @@ def overlay(
       InputShapeError: images that are not ``[H, W, C]`` / ``[B, H, W, C]``, or maps of
         another size.
       InputDTypeError, NonFiniteInputError: non-numeric or non-finite images or maps.
-      InvalidArgumentError: ``alpha`` outside [0, 1].
+      InvalidArgumentError: ``alpha`` outside [0, 1], or float images outside [0, 1] (0..255
+        or normalised images: divide by 255 / undo the normalisation first).
 
     Examples:
       >>> overlay(np.zeros((4, 5, 3)), np.ones((4, 5))).shape
@@ -379,7 +380,7 @@ def grid(rows: Sequence[Sequence[np.ndarray]], *, pad: int = 2, scale: int = 1) 
     Raises:
       InputShapeError: no tile at all, a tile of another rank, channel count or size.
       InputDTypeError, NonFiniteInputError: a non-numeric or non-finite tile.
-      InvalidArgumentError: ``pad < 0`` or ``scale < 1``.
+      InvalidArgumentError: ``pad < 0`` or ``scale < 1``, or a float tile outside [0, 1].
 
     Examples:
       >>> grid([[np.zeros((2, 2)), np.ones((2, 2, 3))]], pad=1).shape

@@ -248,7 +248,7 @@ def _as_named_maps(maps, titles) -> list[tuple[str, Any]]:
     if not items:
         raise errors.InputShapeError("`maps` is empty: pass at least one map.")
     if titles is not None:
-        titles = [titles] if isinstance(titles, str) else list(titles)
+        titles = _checks.check_texts(titles, "titles", "map", allow_str=True)
         if len(titles) != len(items):
             raise errors.InvalidArgumentError(
                 f"`titles` has {len(titles)} entries for {len(items)} map(s): give one title per "
@@ -300,11 +300,12 @@ def show(
     """Draws attribution maps of one image, one panel per map (Captum's ``visualize_image_attr``).
 
     Args:
-      image: ``[H, W, C]`` (``C`` = 1, 3 or 4) or ``[H, W]``, floats in [0, 1] or uint8; may be
-        None only with ``method="heat_map"``.
+      image: ``[H, W, C]`` (``C`` = 1, 3 or 4) or ``[H, W]``, floats in [0, 1] (a 0..255 or
+        normalised float image is an error) or uint8; may be None only with
+        ``method="heat_map"``.
       maps: one map ``[H, W]`` or channel map ``[H, W, C]``; or several for the same image, as a
         dict ``{title: map}`` or a list of arrays (one panel each, side by side).
-      titles: a title per panel (default: the dict's keys).
+      titles: a title per panel (a string for one panel; default: the dict's keys).
       method: ``"heat_map"``, ``"blended_heat_map"``, ``"masked_image"`` or
         ``"original_image"`` (module docstring, step 5).
       sign: ``"auto"``, ``"all"``, ``"positive"``, ``"negative"`` or ``"absolute"``; ``"auto"``
@@ -323,7 +324,9 @@ def show(
     Raises:
       InputShapeError: a map whose shape does not match the image, or a bad image layout.
       InvalidArgumentError: an unknown ``method``, ``sign``, ``channel_reduce`` or ``cmap``;
-        ``alpha`` outside [0, 1]; ``ax`` with several maps; ``masked_image`` with signed maps.
+        ``alpha`` outside [0, 1]; ``titles`` not a string or list of them, one per map; ``ax``
+        not an Axes, or with several maps; ``masked_image`` with signed maps; a float image
+        outside [0, 1].
       NonFiniteInputError: NaN or Inf in the image or a map.
       MissingDependencyError: matplotlib is not installed.
 
@@ -340,6 +343,7 @@ def show(
     alpha = _checks.check_number(alpha, "alpha", 0.0, 1.0)
     percentile = _checks.check_percentile(percentile)
     _check_channel_reduce(channel_reduce)
+    _checks.check_ax(ax)
     if image is None and method != "heat_map":
         raise errors.InvalidArgumentError(
             f"method={method!r} draws the image: pass it, or use method='heat_map'."
@@ -402,7 +406,8 @@ def show_grid(
     ``references`` (e.g. ``{"ground truth": masks}``, drawn as images), then one column per map.
 
     Args:
-      images: ``[N, H, W, C]`` (``C`` = 1, 3 or 4) or ``[N, H, W]``, floats in [0, 1] or uint8.
+      images: ``[N, H, W, C]`` (``C`` = 1, 3 or 4) or ``[N, H, W]``, floats in [0, 1] or uint8
+        (as :func:`show`).
       maps: ``{method_name: [N, H, W]}`` (or ``[N, H, W, C]`` channel maps), one column each; a
         single array ``[N, H, W(, C)]`` is one column titled "attribution".
       titles: column titles of the maps (default: the dict's keys); long titles wrap at
@@ -419,8 +424,8 @@ def show_grid(
         grey: 0 black, 1 white).
       image_title: title of the image column, or None to leave the images out.
       row_titles: a label per row (e.g. the class), left of each row.
-      panel_size: size of one panel in inches.
-      title_width: characters per line of a column title.
+      panel_size: size of one panel in inches (> 0).
+      title_width: characters per line of a column title (>= 1).
       note: write how the maps are scaled under the grid.
 
     Returns:
@@ -429,7 +434,9 @@ def show_grid(
     Raises:
       InputShapeError: ``images`` not ``[N, H, W(, C)]``, or a map or reference whose shape does
         not match the images (``BatchMismatchError`` when only the number of rows differs).
-      InvalidArgumentError, NonFiniteInputError, MissingDependencyError: as :func:`show`.
+      InvalidArgumentError: as :func:`show`; also ``titles`` / ``row_titles`` not one string
+        per column / row, ``panel_size`` <= 0 or ``title_width`` < 1.
+      NonFiniteInputError, MissingDependencyError: as :func:`show`.
 
     Examples:
       >>> import numpy as np
@@ -445,6 +452,13 @@ def show_grid(
     alpha = _checks.check_number(alpha, "alpha", 0.0, 1.0)
     percentile = _checks.check_percentile(percentile)
     _check_channel_reduce(channel_reduce)
+    panel_size = _checks.check_positive(panel_size, "panel_size")
+    if isinstance(title_width, bool) or not isinstance(title_width, int) or title_width < 1:
+        raise errors.InvalidArgumentError(
+            f"`title_width` must be an integer >= 1 (characters per line), got {title_width!r}."
+        )
+    if row_titles is not None:
+        row_titles = _checks.check_texts(row_titles, "row_titles", "row (image)")
     if colorbar is True:
         colorbar = "column"
     if colorbar not in (False, "column", "shared"):
@@ -467,6 +481,10 @@ def show_grid(
     n = batch.shape[0]
     if n == 0:
         raise errors.InputShapeError("`images` holds no image (N = 0): nothing to draw.")
+    if row_titles is not None and len(row_titles) != n:
+        raise errors.InvalidArgumentError(
+            f"`row_titles` has {len(row_titles)} entries for {n} rows: give one per image."
+        )
     imgs = [_image(batch[i], f"images[{i}]") for i in range(n)]
     hw = imgs[0].shape[:2]
     channels = batch.shape[-1] if batch.ndim == 4 else 1
@@ -541,11 +559,6 @@ def show_grid(
                 named = " (" + ", ".join(columns[k][0] for k in ks) + ")"
             _add_colorbar(fig, scale, axes, label=scale.label() + named)
     if row_titles is not None:
-        row_titles = list(row_titles)
-        if len(row_titles) != n:
-            raise errors.InvalidArgumentError(
-                f"`row_titles` has {len(row_titles)} entries for {n} rows: give one per image."
-            )
         for i, t in enumerate(row_titles):
             axes[i, 0].set_ylabel(str(t), fontsize=fontsize)
     if note and columns:
@@ -632,7 +645,8 @@ def show_boxes(
       maps: an optional map ``[H, W(, C)]`` drawn under the boxes as in :func:`show`.
       labels: a text per box, written at its top-left corner.
       title: the panel title.
-      color: matplotlib colour of boxes, points and labels.
+      color: matplotlib colour of boxes, points and labels (a name, hex string or RGB(A)
+        tuple).
       ax, method, sign, colorbar, alpha, cmap, percentile, channel_reduce: as in :func:`show`
         (used when ``maps`` is given).
 
@@ -642,7 +656,9 @@ def show_boxes(
     Raises:
       InputShapeError: boxes or points that are not ``[K, 4]`` / ``[P, 2]`` or fall outside the
         image, a map of another size.
-      InvalidArgumentError, NonFiniteInputError, MissingDependencyError: as :func:`show`.
+      InvalidArgumentError: as :func:`show`; also ``color`` not a matplotlib colour, ``labels``
+        not one string per box.
+      NonFiniteInputError, MissingDependencyError: as :func:`show`.
 
     Examples:
       >>> import numpy as np
@@ -651,10 +667,14 @@ def show_boxes(
       >>> len(fig.axes[0].patches), len(fig.axes[0].collections)
       (1, 1)
     """
+    _checks.check_mpl_color(color, "color")
+    _checks.check_ax(ax)
     img = _image(image)
     hw = img.shape[:2]
     b = None if boxes is None else _check_boxes(boxes, hw)
     p = None if points is None else _check_points(points, hw)
+    if labels is not None:
+        labels = _checks.check_texts(labels, "labels", "box")
     if labels is not None and (b is None or len(labels) != len(b)):
         raise errors.InvalidArgumentError(
             f"`labels` needs one text per box; got {len(labels)} label(s) for "
@@ -722,7 +742,7 @@ def show_segments(
     colorbar: bool = True,
     alpha: float = 0.5,
     cmap: Any = None,
-    boundary_color: Sequence[float] | None = (1.0, 1.0, 0.0),
+    boundary_color: Sequence[float] | str | None = (1.0, 1.0, 0.0),
 ) -> Any:
     """Superpixels of one image, their scores (GWS, LIME), and the top-k segments (lime's
     ``get_image_and_mask`` + ``mark_boundaries``).
@@ -741,7 +761,8 @@ def show_segments(
       positive_only: with ``top_k``, rank by score and keep only positive ones (else by ``|s|``).
       sign, cmap, alpha, colorbar, ax: as in :func:`show`.
       title: the panel title.
-      boundary_color: RGB of the borders in [0, 1], or None for no borders.
+      boundary_color: colour of the borders: an RGB triple in [0, 1] or any matplotlib colour
+        name or hex string (``"red"``, ``"#ff0000"``); None for no borders.
 
     Returns:
       The ``matplotlib.figure.Figure``.
@@ -749,7 +770,8 @@ def show_segments(
     Raises:
       SegmentMapError: a label map of another size than the image, non-integer or negative
         labels, or labels beyond ``len(scores)``.
-      InvalidArgumentError: ``top_k`` without ``scores`` or < 1, an unknown ``sign``.
+      InvalidArgumentError: ``top_k`` without ``scores`` or < 1, an unknown ``sign``,
+        ``boundary_color`` not a colour, ``ax`` not an Axes, a float image outside [0, 1].
       InputShapeError, NonFiniteInputError, MissingDependencyError: as :func:`show`.
 
     Examples:
@@ -761,6 +783,8 @@ def show_segments(
       (4, 4, 3)
     """
     alpha = _checks.check_number(alpha, "alpha", 0.0, 1.0)
+    _checks.check_ax(ax)
+    colour = None if boundary_color is None else _checks.rgb_color(boundary_color, "boundary_color")
     img = _image(image)
     seg = _segments.check_segments(segments, shape=img.shape[:2])
     if top_k is not None and scores is None:
@@ -781,8 +805,7 @@ def show_segments(
             keep = mask != 0
             dim = np.repeat(0.35 * img.mean(axis=-1, keepdims=True), 3, axis=-1)
             rgb = np.where(keep[..., None], rgb, dim)
-    if boundary_color is not None:
-        colour = _segments._check_color(boundary_color)
+    if colour is not None:
         border = _segments.segment_boundaries(seg if keep is None else np.where(keep, seg + 1, 0))
         rgb = np.where(border[..., None], colour, rgb)
     if ax is None:
@@ -824,6 +847,7 @@ def show_video(
       title: the figure title.
       method, sign, colorbar, alpha, cmap, percentile, channel_reduce: as in :func:`show`;
         ``sign="auto"`` is decided over the whole clip.
+      panel_size: size of one frame's panel in inches (> 0).
 
     Returns:
       The ``matplotlib.figure.Figure``.
@@ -847,6 +871,7 @@ def show_video(
         raise errors.InvalidArgumentError(
             f"`max_frames` must be an integer >= 1, got {max_frames!r}."
         )
+    panel_size = _checks.check_positive(panel_size, "panel_size")
     clip = _checks.numeric(frames, "frames")
     if clip.ndim not in (3, 4) or clip.shape[0] == 0:
         raise errors.InputShapeError(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from xaijax import errors
-from xaijax.viz._checks import as_image, check_image_layout, numeric, pillow
+from xaijax.viz._checks import as_image, check_image_layout, check_positive, numeric, pillow
 
 
 def _to_uint8(image) -> np.ndarray:
@@ -36,7 +36,8 @@ def encode_png(image: np.ndarray) -> bytes:
 
     Args:
       image: ``[H, W]`` (grey), ``[H, W, 1]``, ``[H, W, 3]`` (RGB) or ``[H, W, 4]`` (RGBA);
-        floats in [0, 1] (clipped), uint8 (0..255) or bool.
+        floats in [0, 1] (values further than 1e-3 outside it are an error: a 0..255 float
+        image must be divided by 255 first), uint8 (0..255) or bool.
 
     Returns:
       The PNG file's bytes (RGB, or RGBA for 4 channels).
@@ -44,6 +45,7 @@ def encode_png(image: np.ndarray) -> bytes:
     Raises:
       InputShapeError: another layout, or an empty image.
       InputDTypeError: a non-numeric array, or integers other than uint8 (ambiguous range).
+      InvalidArgumentError: a float image outside [0, 1].
       NonFiniteInputError: NaN or Inf values (they used to be written as black).
       MissingDependencyError: pillow is not installed (``pip install 'xaijax[viz]'``).
 
@@ -96,12 +98,15 @@ def save_png(path: str | os.PathLike, image: Any, *, dpi: float | None = None) -
     Args:
       path: the file to write (its directory must exist).
       image: an image ``[H, W(, C)]`` or a ``matplotlib.figure.Figure``.
-      dpi: resolution of a figure (default: the figure's own); ignored for arrays.
+      dpi: resolution of a figure in dots per inch, a finite number > 0 (default: the
+        figure's own); ignored for arrays.
 
     Raises:
       OutputPathError: the directory of ``path`` is missing, is a file, or is not writable, or
         ``path`` is a directory (also an ``OSError``).
-      InputShapeError, InputDTypeError, NonFiniteInputError: as :func:`encode_png`.
+      InputShapeError, InputDTypeError, NonFiniteInputError, InvalidArgumentError: as
+        :func:`encode_png`.
+      InvalidArgumentError: ``dpi`` is not a finite number > 0.
 
     Examples:
       >>> import os, tempfile
@@ -110,6 +115,8 @@ def save_png(path: str | os.PathLike, image: Any, *, dpi: float | None = None) -
       >>> os.path.getsize(path) > 0
       True
     """
+    if dpi is not None:
+        check_positive(dpi, "dpi")
     figure = _is_figure(image)
     img = None if figure else _to_uint8(image)
     path = _check_output_path(path)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from xaijax import errors
-from xaijax.viz._checks import as_maps, numeric, rgb, shape_str
+from xaijax.viz._checks import as_maps, numeric, rgb, rgb_color, shape_str
 
 
 def check_segments(segments, name: str = "segments", shape: tuple | None = None) -> np.ndarray:
@@ -84,17 +84,8 @@ def segment_boundaries(segments: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_color(color) -> np.ndarray:
-    c = np.asarray(color, np.float32)
-    if c.shape != (3,) or not np.all((c >= 0) & (c <= 1)):
-        raise errors.InvalidArgumentError(
-            f"`color` must be an RGB triple in [0, 1], e.g. (1, 1, 0) for yellow, got {color!r}."
-        )
-    return c
-
-
 def mark_boundaries(
-    image: np.ndarray, segments: np.ndarray, *, color: Sequence[float] = (1.0, 1.0, 0.0)
+    image: np.ndarray, segments: np.ndarray, *, color: Sequence[float] | str = (1.0, 1.0, 0.0)
 ) -> np.ndarray:
     """Paints the segment borders of ``segments`` on ``image`` (scikit-image's
     ``mark_boundaries``, thick borders).
@@ -102,7 +93,8 @@ def mark_boundaries(
     Args:
       image: ``[H, W]`` or ``[H, W, C]`` (``C`` = 1, 3 or 4), floats in [0, 1] or uint8.
       segments: integer labels ``[H, W]`` of this image.
-      color: RGB of the border pixels, in [0, 1].
+      color: colour of the border pixels: an RGB triple in [0, 1], or a matplotlib colour name
+        or hex string (``"yellow"``, ``"#ffff00"``; read with matplotlib, imported only then).
 
     Returns:
       ``float32`` RGB ``[H, W, 3]``.
@@ -110,6 +102,7 @@ def mark_boundaries(
     Raises:
       SegmentMapError: labels that are not integers, negative, or not shaped ``[H, W]``.
       InputShapeError, InputDTypeError, NonFiniteInputError: a bad image.
+      InvalidArgumentError: a float image outside [0, 1], or ``color`` not a colour.
 
     Examples:
       >>> out = mark_boundaries(np.zeros((2, 4, 3)), np.array([[0, 0, 1, 1]] * 2))
@@ -119,7 +112,7 @@ def mark_boundaries(
     img = rgb(image, "image")
     s = check_segments(segments, shape=img.shape[:2])
     out = img.copy()
-    out[segment_boundaries(s)] = _check_color(color)
+    out[segment_boundaries(s)] = rgb_color(color, "color")
     return out
 
 

@@ -113,7 +113,8 @@ def text_html(
 
     Raises:
       InputShapeError: a number of tokens that differs from the number of scores.
-      InvalidArgumentError: an unknown ``sign``, ``tokens`` given as one string.
+      InvalidArgumentError: an unknown ``sign``, ``tokens`` given as one string, ``titles`` not
+        a list of strings, one per sequence.
       NonFiniteInputError: NaN or Inf scores.
 
     Examples:
@@ -125,6 +126,8 @@ def text_html(
     seqs = _sequences(tokens, scores)
     percentile = _checks.check_percentile(percentile)
     mode = resolve_sign(sign, [s for _, s in seqs])
+    if titles is not None:
+        titles = _checks.check_texts(titles, "titles", "sequence")
     if titles is not None and len(titles) != len(seqs):
         raise errors.InvalidArgumentError(
             f"`titles` has {len(titles)} entries for {len(seqs)} sequence(s): give one per "
@@ -188,7 +191,7 @@ def show_text(
     Args:
       tokens, scores, sign, percentile, titles: as in :func:`text_html`.
       width: characters per line before a token wraps to the next line.
-      fontsize: font size in points.
+      fontsize: font size in points (> 0).
       colorbar: a horizontal colour bar under the text.
 
     Returns:
@@ -211,6 +214,9 @@ def show_text(
     mode = resolve_sign(sign, [s for _, s in seqs])
     if isinstance(width, bool) or not isinstance(width, int) or width < 8:
         raise errors.InvalidArgumentError(f"`width` must be an integer >= 8, got {width!r}.")
+    fontsize = _checks.check_positive(fontsize, "fontsize")
+    if titles is not None:
+        titles = _checks.check_texts(titles, "titles", "sequence")
     if titles is not None and len(titles) != len(seqs):
         raise errors.InvalidArgumentError(
             f"`titles` has {len(titles)} entries for {len(seqs)} sequence(s): give one per "
