@@ -259,3 +259,46 @@ def test_import_is_light_and_changes_nothing():
         text=True,
     )
     assert lazy.stdout.strip() == "xaijax.training"
+
+
+def _dense_apply(p, xx):
+    return xx.reshape(xx.shape[0], -1) @ p["dense"]["kernel"] + p["dense"]["bias"][None]
+
+
+_IMAGES = jax.random.uniform(jax.random.key(7), (2, 8, 8, 1))
+_SEGMENTS = jnp.broadcast_to(
+    (jnp.arange(8)[:, None] // 4) * 2 + jnp.arange(8)[None] // 4, (2, 8, 8)
+)
+# One call per wrapper: (params, inner explainer) -> a pytree of arrays to compare exactly.
+# `xaijax.smooth` is covered (jit, partial and the same lambda) by
+# test_smooth_reads_jit_and_partial_and_refuses_a_bare_function above.
+_WRAPPERS = {
+    "gws": lambda p, e: xaijax.superpixels.gws(e, num_segments=4)(p, _IMAGES, segments=_SEGMENTS),
+    "multi_crop": lambda p, e: xaijax.fixations.multi_crop(e, select="all")(p, _IMAGES),
+    "cascading_randomization": lambda p, e: (
+        xaijax.metrics.cascading_randomization(e, p, _IMAGES, key=KEY).similarity
+    ),
+    "checked": lambda p, e: xaijax.checked(e)(p, _IMAGES)[1],
+}
+
+
+@pytest.mark.parametrize("wrapper", sorted(_WRAPPERS))
+def test_every_wrapper_reads_jit_and_partial_identically_and_refuses_a_lambda(wrapper):
+    """The Core v2 wrapper contract for the other wrappers that read an inner explainer: jax.jit
+    and functools.partial of it give the identical result; a lambda around it (which names no
+    model) raises NotAnExplainerError, never a different result."""
+    rng = np.random.default_rng(0)
+    params = {
+        "dense": {
+            "kernel": jnp.asarray(rng.normal(size=(64, 3)), jnp.float32),
+            "bias": jnp.zeros(3, jnp.float32),
+        }
+    }
+    e = xaijax.gradient(_dense_apply)
+    call = _WRAPPERS[wrapper]
+    want = jax.tree_util.tree_map(np.asarray, call(params, e))
+    for wrapped in (jax.jit(e), functools.partial(e)):
+        got = jax.tree_util.tree_map(np.asarray, call(params, wrapped))
+        jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
+    with pytest.raises(errors.NotAnExplainerError, match="xaijax.explainer"):
+        call(params, lambda p, x, t=None: e(p, x, t))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -131,8 +132,12 @@ def test_bad_arguments_raise_named_errors():
         boxes(np.zeros((1, 4, 8, 8), bool))
     with pytest.raises(errors.InvalidArgumentError, match="non-negative"):
         heatmap(-np.ones((1, 8, 8)))
-    with pytest.raises(errors.InvalidArgumentError, match="non-negative"):
+    with pytest.raises(errors.NonFiniteInputError, match="fixation_map"):
         remove_outliers(np.full((1, 8, 8), np.nan))
+    with pytest.raises(errors.InvalidArgumentError, match="sigma"):
+        heatmap(m, sigma=float("nan"))
+    with pytest.raises(errors.InvalidArgumentError, match="min_fraction"):
+        heatmap(m, min_fraction=float("inf"))
     with pytest.raises(errors.InvalidArgumentError, match="sigma"):
         heatmap(m, sigma=0.0)
     with pytest.raises(errors.InvalidArgumentError, match="radius_fraction"):
@@ -143,3 +148,37 @@ def test_bad_arguments_raise_named_errors():
         boxes(m, rule="tight")
     with pytest.raises(errors.InputDTypeError, match="fixation_map"):
         heatmap(np.array([["a", "b"]]))
+
+
+def test_value_checks_of_a_device_map_move_only_a_scalar_to_the_host(monkeypatch):
+    """The count map's finite/non-negative checks run on its device: with implicit
+    device-to-host transfers disallowed an eager call works, only one-element `device_get`s of
+    the checks' booleans happen, and NaN or negative counts are still reported by name. The
+    landed check copied the whole map with `np.asarray` (which a CPU backend's transfer guard
+    lets through, so `np.asarray` is spied on too)."""
+    counts = jnp.zeros((2, 8, 8)).at[:, 2:5, 3:6].set(2.0)
+    remove_outliers(counts)  # compile outside the guard
+    sizes: list[int] = []
+    real_get, real_asarray = jax.device_get, np.asarray
+
+    def spy_get(tree):
+        sizes.extend(int(np.size(a)) for a in jax.tree_util.tree_leaves(tree))
+        return real_get(tree)
+
+    def spy_asarray(a, *args, **kwargs):
+        if isinstance(a, jax.Array):
+            sizes.append(int(a.size))
+        return real_asarray(a, *args, **kwargs)
+
+    monkeypatch.setattr(jax, "device_get", spy_get)
+    monkeypatch.setattr(np, "asarray", spy_asarray)
+    with jax.transfer_guard_device_to_host("disallow"):
+        out = remove_outliers(counts)
+        assert sizes and max(sizes) == 1, sizes  # booleans, never the map
+        with pytest.raises(errors.NonFiniteInputError, match="fixation_map"):
+            remove_outliers(counts.at[0, 0, 0].set(jnp.nan))
+        with pytest.raises(errors.InvalidArgumentError, match="non-negative"):
+            remove_outliers(counts.at[1, 0, 0].set(-1.0))
+    monkeypatch.undo()
+    assert max(sizes) == 1, sizes  # and one count on the error path
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(counts))

@@ -203,6 +203,8 @@ def test_bad_substrate_and_blur(problem):
         insertion_auc(apply_fn, params, x, sal, target, blur_size=10)
     with pytest.raises(errors.InvalidArgumentError, match="blur_sigma"):
         insertion_auc(apply_fn, params, x, sal, target, blur_sigma=0.0)
+    with pytest.raises(errors.InvalidArgumentError, match="blur_sigma"):  # NaN was accepted
+        insertion_auc(apply_fn, params, x, sal, target, blur_sigma=float("nan"))
 
 
 def test_the_score_is_the_models_explained_score(problem):

@@ -237,6 +237,10 @@ def test_bad_hyperparameters_raise_named_errors():
         ({"num_iters": 1.5}, "num_iters"),
         ({"min_size_factor": 1.0}, "min_size_factor"),
         ({"search_radius": 0}, "search_radius"),
+        # accepted, or a raw TypeError, before the checks moved to _validation's primitives
+        ({"compactness": True}, "compactness"),
+        ({"time_spacing": "1"}, "time_spacing"),
+        ({"min_size_factor": "0.1"}, "min_size_factor"),
     ]:
         with pytest.raises(errors.InvalidArgumentError, match=name):
             slic(**kwargs)

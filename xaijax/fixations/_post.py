@@ -40,25 +40,32 @@ def _check_map(fixation_map, name: str = "fixation_map", *, rank: int | None = N
         )
     if jnp.issubdtype(dt, jnp.complexfloating):
         raise errors.InputDTypeError(f"`{name}` must be real, got dtype {dt}.")
-    m = jnp.asarray(fixation_map)
-    if _validation.is_concrete(m) and not jnp.issubdtype(dt, jnp.bool_):
-        a = np.asarray(m)
-        if not np.all(np.isfinite(a)) or np.any(a < 0):
+    if _validation.is_concrete(fixation_map) and not jnp.issubdtype(dt, jnp.bool_):
+        # Value checks on the map's own device: one boolean each comes back, never the map.
+        _validation.check_finite(fixation_map, name)
+        if isinstance(fixation_map, np.ndarray):
+            negative = bool(np.any(fixation_map < 0))
+        else:
+            negative = bool(jax.device_get(_any_negative(fixation_map)))
+        if negative:
             raise errors.InvalidArgumentError(
-                f"`{name}` must hold non-negative finite counts; found negative or non-finite "
-                "values. Pass the boolean map or the counts of `fixations(...)`."
+                f"`{name}` must hold non-negative counts; found negative values. Pass the "
+                "boolean map or the counts of `fixations(...)`."
             )
-    return m
+    return jnp.asarray(fixation_map)
+
+
+@jax.jit
+def _any_negative(x: Array) -> Array:
+    return jnp.any(x < 0)
 
 
 def _check_fraction(value, name: str, *, allow_zero: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise errors.InvalidArgumentError(f"`{name}` must be a number, got {value!r}.")
-    value = float(value)
-    lo_ok = value >= 0 if allow_zero else value > 0
-    if not (math.isfinite(value) and lo_ok and value <= 1):
-        bound = "[0, 1]" if allow_zero else "(0, 1]"
-        raise errors.InvalidArgumentError(f"`{name}` must be in {bound}, got {value!r}.")
+    if not allow_zero:
+        return _validation.check_fraction(value, name)
+    value = _validation.check_nonnegative_number(value, name)
+    if value > 1:
+        raise errors.InvalidArgumentError(f"`{name}` must be in [0, 1], got {value!r}.")
     return value
 
 
@@ -184,11 +191,7 @@ def heatmap(
     """
     m = _check_map(fixation_map)
     if sigma is not None:
-        if isinstance(sigma, bool) or not isinstance(sigma, int | float | np.number):
-            raise errors.InvalidArgumentError(f"`sigma` must be a positive number, got {sigma!r}.")
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise errors.InvalidArgumentError(f"`sigma` must be positive, got {sigma!r}.")
-        sigma = float(sigma)
+        sigma = _validation.check_positive_number(sigma, "sigma")
     r = _check_fraction(radius_fraction, "radius_fraction", allow_zero=False)
     f = _check_fraction(min_fraction, "min_fraction")
     return _heatmap(m, sigma, bool(remove_outliers), r, f)

@@ -13,7 +13,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from xaijax import _components, _validation, errors
 from xaijax import _validation as _checks
@@ -187,11 +186,8 @@ def box_from_map(
       Selvaraju et al., "Grad-CAM", ICCV 2017.
     """
     s = _checks.check_map(saliency, "saliency")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number):
-        raise errors.InvalidArgumentError(
-            f"`threshold` must be a Python number, got {threshold!r}."
-        )
-    if not np.isfinite(threshold) or (relative and not 0 <= threshold <= 1):
+    threshold = _validation.check_number(threshold, "threshold")
+    if relative and not 0 <= threshold <= 1:
         raise errors.InvalidArgumentError(
             f"`threshold` must be in [0, 1] for relative thresholds (it applies to the map "
             f"normalised to [0, 1]), got {threshold!r}. Pass `relative=False` for a raw value."

@@ -85,9 +85,7 @@ def _check_blur(size, sigma) -> tuple[int, float]:
         raise errors.InvalidArgumentError(
             f"`blur_size` must be odd so the blurred image keeps its size, got {size}."
         )
-    if isinstance(sigma, bool) or not isinstance(sigma, int | float | np.number) or sigma <= 0:
-        raise errors.InvalidArgumentError(f"`blur_sigma` must be a positive number, got {sigma!r}.")
-    return size, float(sigma)
+    return size, _validation.check_positive_number(sigma, "blur_sigma")
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))

@@ -12,7 +12,12 @@ import numpy as np
 
 from xaijax import _devices, errors
 from xaijax._components import label_components
-from xaijax._validation import check_floating, check_positive_int
+from xaijax._validation import (
+    check_floating,
+    check_nonnegative_number,
+    check_positive_int,
+    check_positive_number,
+)
 from xaijax.segmentation._color import rgb_to_lab
 from xaijax.segmentation._maps import _absorb_small, _relabel_single
 
@@ -342,14 +347,11 @@ def slic(
     if num_segments is None:
         num_segments = 2 * approx_segments
     num_segments = check_positive_int(num_segments, "num_segments")
-    if isinstance(search_radius, bool) or not isinstance(search_radius, int) or search_radius < 1:
-        raise errors.InvalidArgumentError(
-            f"`search_radius` must be an integer >= 1, got {search_radius!r}."
-        )
-    for value, name in ((compactness, "compactness"), (time_spacing, "time_spacing")):
-        if not np.isfinite(value) or value <= 0:
-            raise errors.InvalidArgumentError(f"`{name}` must be a positive number, got {value!r}.")
-    if not 0 <= min_size_factor < 1:
+    search_radius = check_positive_int(search_radius, "search_radius")
+    compactness = check_positive_number(compactness, "compactness")
+    time_spacing = check_positive_number(time_spacing, "time_spacing")
+    min_size_factor = check_nonnegative_number(min_size_factor, "min_size_factor")
+    if min_size_factor >= 1:
         raise errors.InvalidArgumentError(
             f"`min_size_factor` must lie in [0, 1), got {min_size_factor!r}."
         )

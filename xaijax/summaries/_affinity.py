@@ -28,7 +28,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from xaijax import _validation as v
 from xaijax import errors
@@ -209,10 +208,7 @@ def affinity_propagation(
         raise errors.InputShapeError(
             f"`similarity` must be a square [n, n] matrix, got shape {v._shape_str(s.shape)}."
         )
-    if isinstance(damping, bool) or not isinstance(damping, int | float | np.floating):
-        raise errors.InvalidArgumentError(
-            f"`damping` must be a number in [0.5, 1), got {damping!r}."
-        )
+    damping = v.check_number(damping, "damping")
     if not 0.5 <= damping < 1:
         raise errors.InvalidArgumentError(
             f"`damping` must be in [0.5, 1) (scikit-learn's range), got {damping!r}."

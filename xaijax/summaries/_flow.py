@@ -41,9 +41,10 @@ import jax.numpy as jnp
 from xaijax import errors
 from xaijax._validation import (
     as_array,
+    check_finite,
+    check_nonnegative_number,
     check_positive_int,
     check_positive_number,
-    is_concrete,
     shape_str,
 )
 
@@ -62,8 +63,8 @@ def _check_options(
                 f"`aspect_threshold` must be > 1 (pairs are kept when 1/t < ratio < t), got "
                 f"{aspect_threshold!r}; pass `None` to switch the aspect filter off."
             )
-    ok = isinstance(iou_threshold, int | float) and not isinstance(iou_threshold, bool)
-    if not ok or not 0 <= iou_threshold < 1:
+    iou_threshold = check_nonnegative_number(iou_threshold, "iou_threshold")
+    if iou_threshold >= 1:
         raise errors.InvalidArgumentError(
             f"`iou_threshold` must be a number in [0, 1), got {iou_threshold!r} (the code uses 0: "
             "every overlapping box is a neighbour)."
@@ -130,10 +131,7 @@ def _check_similarity(similarity, shape: tuple[int, ...]) -> jax.Array:
             f"`similarity` must be a floating-point array, got dtype {similarity.dtype}; cast it "
             "with `.astype(jnp.float32)`."
         )
-    if is_concrete(similarity) and not bool(jnp.all(jnp.isfinite(similarity))):
-        raise errors.NonFiniteInputError(
-            "`similarity` holds NaN or Inf values; LOM needs finite appearance similarities."
-        )
+    check_finite(similarity, "similarity")  # on the device: one boolean comes back
     return jnp.asarray(similarity)
 
 

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xaijax import _filters, errors
 from xaijax import _validation as v
-from xaijax import errors
 from xaijax.typing import Array, ArrayLike
 
 _SIGMA = 1.5
@@ -26,10 +26,9 @@ _TRUNCATE = 3.5
 def _taps(win_size: int, gaussian: bool) -> np.ndarray:
     if not gaussian:
         return np.full(win_size, 1.0 / win_size)
-    radius = int(_TRUNCATE * _SIGMA + 0.5)
-    t = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (t / _SIGMA) ** 2)
-    return k / k.sum()
+    # The package's one Gaussian kernel builder: skimage's window (sigma 1.5, truncated at
+    # 3.5 sigma: 11 taps), in float64.
+    return _filters.gaussian_kernel1d(_SIGMA, truncate=_TRUNCATE, dtype=np.float64)
 
 
 def _valid_matrix(n: int, taps: np.ndarray, dtype) -> Array:
