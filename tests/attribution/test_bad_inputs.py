@@ -107,6 +107,49 @@ def _cases(model, params, apply_fn, x):
             "window",
         ),
         ("rise p", lambda: xaijax.rise(apply_fn, p=1.5), errors.InvalidArgumentError, "`p`"),
+        # Occlusion's window and stride are refused when the explainer is built (no call).
+        (
+            "occlusion stride 0",
+            lambda: xaijax.occlusion(apply_fn, window=2, stride=0),
+            errors.InvalidArgumentError,
+            "`stride`",
+        ),
+        (
+            "occlusion window (2, 0)",
+            lambda: xaijax.occlusion(apply_fn, window=(2, 0)),
+            errors.InvalidArgumentError,
+            "`window`",
+        ),
+        (
+            "occlusion window True",
+            lambda: xaijax.occlusion(apply_fn, window=True),
+            errors.InvalidArgumentError,
+            "`window`",
+        ),
+        (
+            "occlusion chunk_size 0",
+            lambda: xaijax.occlusion(apply_fn, chunk_size=0),
+            errors.InvalidArgumentError,
+            "`chunk_size`",
+        ),
+        (
+            "rise cell_size 0",
+            lambda: xaijax.rise(apply_fn, cell_size=0),
+            errors.InvalidArgumentError,
+            "`cell_size`",
+        ),
+        (
+            "rise chunk_size -1",
+            lambda: xaijax.rise(apply_fn, chunk_size=-1),
+            errors.InvalidArgumentError,
+            "`chunk_size`",
+        ),
+        (
+            "occlusion stride of another rank",
+            lambda: xaijax.occlusion(apply_fn, window=2, stride=(1, 1, 1))(params, x, t),
+            errors.InvalidArgumentError,
+            "spatial axes",
+        ),
         (
             "logits shape",
             lambda: xaijax.gradient(lambda p, xx: xx)(None, x),

@@ -4,6 +4,7 @@ named errors before work."""
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -199,6 +200,9 @@ def test_bad_outputs_and_arguments_are_named_errors_before_work(data, tmp_path, 
         explain_dataset(grad, w, src, tmp_path / "file" / "out", batch_size=8, input_key="x")
     with pytest.raises(xaijax.errors.OutputPathError, match="existing file"):
         explain_dataset(grad, w, src, tmp_path / "file", batch_size=8, input_key="x")
+    # A directory that cannot be made (/proc, even for root): named, not a FileNotFoundError.
+    with pytest.raises(xaijax.errors.OutputPathError, match="/proc/xaijax_nope/out"):
+        explain_dataset(grad, w, src, "/proc/xaijax_nope/out", batch_size=8, input_key="x")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("x")
     with pytest.raises(xaijax.errors.OutputPathError, match="not an xaijax store"):
@@ -218,6 +222,43 @@ def test_bad_outputs_and_arguments_are_named_errors_before_work(data, tmp_path, 
     with pytest.raises(xaijax.errors.OutputPathError, match="no xaijax store"):
         open_results(tmp_path / "other")
     assert not (tmp_path / "new").exists()
+
+
+def _image_model(p, x):
+    return x.reshape(x.shape[0], -1) @ p
+
+
+@pytest.fixture(scope="module")
+def images():
+    """4 tiny images [4, 8, 8, 1] and a linear model's weights [64, C]."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 8, 8, 1)).astype(np.float32)
+    w = jnp.asarray(rng.normal(size=(64, C)).astype(np.float32))
+    return ArraySource({"x": x}), w
+
+
+_WRAPPERS = {
+    "jit": jax.jit,
+    "partial": functools.partial,
+    "lambda": lambda e: lambda p, x, t=None: e(p, x, t),
+}
+
+
+@pytest.mark.parametrize("wrap", list(_WRAPPERS))
+def test_a_wrapped_explainer_writes_the_same_store_or_a_named_error(images, tmp_path, wrap):
+    src, w = images
+    e = xaijax.gradient(_image_model)
+    wrapped = _WRAPPERS[wrap](e)
+    if wrap == "lambda":  # a bare function does not say which model it explains
+        with pytest.raises(xaijax.errors.NotAnExplainerError, match="xaijax.explainer"):
+            explain_dataset(wrapped, w, src, tmp_path / "w", batch_size=4, progress=False)
+        assert not (tmp_path / "w").exists()
+        return
+    ref = explain_dataset(e, w, src, tmp_path / "e", batch_size=4, progress=False)
+    res = explain_dataset(wrapped, w, src, tmp_path / "w", batch_size=4, progress=False)
+    assert res.complete and res.manifest["explainer"] == ref.manifest["explainer"]
+    for name in ("index", "target", "map", "top_classes", "top_probabilities"):
+        np.testing.assert_array_equal(res.read(name), ref.read(name), err_msg=name)
 
 
 _CHILD = textwrap.dedent(

@@ -10,7 +10,7 @@ import pytest
 
 import xaijax
 from xaijax import errors
-from xaijax.surrogates import lime, sample_masks
+from xaijax.surrogates import fill_image, lime, sample_masks
 
 # --- a NumPy port of lime_image / lime_base (marcotcr/lime), float64 -------------------------
 
@@ -267,6 +267,28 @@ def test_fill_images():
     k = np.exp(-0.5 * d**2) * (np.abs(d) <= 3)
     k /= k.sum(1, keepdims=True)  # truncated at 3 sigma, renormalised at the borders
     np.testing.assert_allclose(blurred, np.outer(k[:, 4], k[:, 4]), atol=1e-6)
+
+
+def test_sample_masks_and_fill_image_name_bad_arguments():
+    key = jax.random.key(0)
+    seg = jnp.asarray(np.repeat(np.arange(4), 4).reshape(1, 4, 4))
+    x = jnp.ones((1, 4, 4, 3))
+    cases = [
+        (lambda: sample_masks(key, -1, 4), errors.InvalidArgumentError, "num_samples"),
+        (lambda: sample_masks(key, 0, 4), errors.InvalidArgumentError, "num_samples"),
+        (lambda: sample_masks(key, 3, 0), errors.InvalidArgumentError, "num_segments"),
+        (lambda: sample_masks(3, 3, 4), errors.InvalidKeyError, "key"),
+        (lambda: fill_image(x, seg, 0), errors.InvalidArgumentError, "num_segments"),
+        (lambda: fill_image(x, seg, 2), errors.SegmentMapError, "num_segments"),
+        (lambda: fill_image(x, seg[:, :2], 4), errors.SegmentMapError, "shape"),
+        (lambda: fill_image(x, seg, 4, float("inf")), errors.InvalidArgumentError, "fill"),
+        (lambda: fill_image(x, seg, 4, "blur", 0.0), errors.InvalidArgumentError, "blur_sigma"),
+        (lambda: fill_image(x[0, 0], seg, 4), errors.InputShapeError, "rank"),
+    ]
+    for call, exc, fragment in cases:
+        with pytest.raises(exc, match=fragment):
+            call()
+    np.testing.assert_array_equal(np.asarray(sample_masks(key, 1, 3)), np.ones((1, 3)))
 
 
 def test_degenerate_model_gives_finite_zero_coefficients():

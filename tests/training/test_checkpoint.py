@@ -141,6 +141,43 @@ def test_save_argument_errors(tmp_path):
         training.save_checkpoint(tmp_path, params, step=-1)
 
 
+# Unwritable paths (the tests run as root, so chmod would not stop a write): a directory under
+# /proc cannot be created, nor one below a regular file.
+_UNWRITABLE = ["/proc/xaijax_nope/out", "file/out", "file"]
+
+
+def _unwritable(tmp_path, which):
+    (tmp_path / "file").write_text("x")
+    return which if which.startswith("/") else tmp_path / which
+
+
+@pytest.mark.parametrize("which", _UNWRITABLE)
+def test_unwritable_directory_raises_output_path_error_before_writing(tmp_path, which):
+    path = _unwritable(tmp_path, which)
+    with pytest.raises(errors.OutputPathError, match="directory") as info:
+        training.save_checkpoint(path, {"w": jnp.ones(2)}, step=1)
+    assert str(path) in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing was written
+
+
+@pytest.mark.parametrize("which", _UNWRITABLE[:2])
+def test_train_and_train_or_restore_check_the_directory_before_any_work(
+    tmp_path, which, monkeypatch
+):
+    from xaijax.training import _loop
+
+    monkeypatch.setattr(_loop, "_fingerprint", lambda *a: pytest.fail("work started"))
+    monkeypatch.setattr(_loop, "_abstract_outputs", lambda *a: pytest.fail("work started"))
+    path = _unwritable(tmp_path, which)
+    data = {"tokens": np.zeros((4, 8), np.int32), "label": np.zeros(4, np.int32)}
+    kw = dict(input_key="tokens", steps=1, batch_size=2, progress=False)
+    model = models.get_model("text1d", 2)
+    with pytest.raises(errors.OutputPathError, match="`cache_dir`"):
+        training.train_or_restore("t", model, data, cache_dir=path, **kw)
+    with pytest.raises(errors.OutputPathError, match="`checkpoint_dir`"):
+        training.train(model, data, checkpoint_dir=path, **kw)
+
+
 def _stats(features=4, seed=0):
     rng = np.random.default_rng(seed)
     return {

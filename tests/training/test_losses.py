@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -154,3 +155,14 @@ def test_loss_errors_are_named(two_head_problem):
         step(state, x, labels["attributes"])
     with pytest.raises(errors.InvalidArgumentError, match="loss"):
         training.make_train_step(_two_heads, tx, loss="ce")
+
+
+def test_cross_entropy_refuses_concrete_labels_out_of_range_and_leaves_jit_alone():
+    logits = jnp.zeros((2, 3))
+    with pytest.raises(errors.TargetOutOfRangeError, match=r"index 5.*\[0, 3\)"):
+        training.cross_entropy(logits, jnp.array([0, 5]))
+    with pytest.raises(errors.TargetOutOfRangeError, match="negative"):
+        training.classification_loss(logits, np.array([-1, 0]))
+    # Under jit the labels are traced: no check, optax's NaN (documented in the docstring).
+    assert np.isnan(float(jax.jit(training.cross_entropy)(logits, jnp.array([0, 5]))))
+    assert float(training.cross_entropy(logits, jnp.array([0, 2]))) == pytest.approx(np.log(3))

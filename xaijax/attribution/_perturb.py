@@ -18,13 +18,32 @@ from xaijax.attribution import _common as c
 from xaijax.typing import Array
 
 
+def _is_positive_int(a) -> bool:
+    return not isinstance(a, bool) and isinstance(a, int | np.integer) and a > 0
+
+
+def _check_sizes(value, name: str) -> int | tuple[int, ...]:
+    """A window size or stride, checked in the factory: a positive int or a non-empty sequence
+    of positive ints (its length is checked against the input's spatial rank at call time)."""
+    if _is_positive_int(value):
+        return int(value)
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0:
+        if all(_is_positive_int(a) for a in value):
+            return tuple(int(a) for a in value)
+    raise errors.InvalidArgumentError(
+        f"`{name}` must be a positive int (the same on every spatial axis) or a tuple of "
+        f"positive ints (one per spatial axis), got {value!r}: e.g. `{name}=8` or `{name}=(8, 8)`."
+    )
+
+
 def _pair(value, n: int, name: str) -> tuple[int, ...]:
     vals = (value,) * n if isinstance(value, int) else tuple(value)
-    if len(vals) != n or any(not isinstance(a, int | np.integer) or a <= 0 for a in vals):
+    if len(vals) != n:
         raise errors.InvalidArgumentError(
-            f"`{name}` must be a positive int or a tuple of {n} positive ints, got {value!r}."
+            f"`{name}`={value!r} gives {len(vals)} sizes but the input has {n} spatial axes: "
+            f"pass one int (the same on every axis) or a tuple of {n} positive ints."
         )
-    return tuple(int(a) for a in vals)
+    return vals
 
 
 def occlusion(
@@ -56,6 +75,11 @@ def occlusion(
       ``explain(params, x, target=None) -> [B, *spatial, C]`` shaped like ``x`` (the value is the
       same across channels).
 
+    Raises:
+      InvalidArgumentError: a ``window``, ``stride``, ``fill`` or ``chunk_size`` out of range
+        (when the explainer is built); at call time, a ``window`` or ``stride`` tuple whose
+        length is not the input's spatial rank, or a window larger than the input.
+
     Example:
       >>> import jax.numpy as jnp, xaijax
       >>> f = lambda p, x: jnp.stack([x[:, :4, :4].sum((1, 2, 3)), jnp.zeros(x.shape[0])], 1)
@@ -67,6 +91,9 @@ def occlusion(
       Zeiler, Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014.
     """
     net = as_model(model, what="occlusion")
+    window = _check_sizes(window, "window")
+    if stride is not None:
+        stride = _check_sizes(stride, "stride")
     fill = v.check_number(fill, "fill")
     if chunk_size is not None:
         v.check_positive_int(chunk_size, "chunk_size")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from xaijax import errors
+from xaijax import _paths, errors
 
 MANIFEST = "manifest.json"
 DONE = "_done"
@@ -50,38 +50,15 @@ def _spec(path: str) -> dict:
 def check_out(out: Any) -> str:
     """``out`` as a path where a store can be written, or :class:`OutputPathError` (no work
     starts before this check)."""
-    if not isinstance(out, str | os.PathLike):
-        raise errors.OutputPathError(f"`out` must be a directory path, got {type(out).__name__}.")
-    path = os.path.abspath(os.fspath(out))
-    if os.path.exists(path):
-        if not os.path.isdir(path):
-            raise errors.OutputPathError(
-                f"`out`={path!r} is an existing file, not a directory: give a new directory "
-                "path (it is created) or an existing store's directory to resume."
-            )
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise errors.OutputPathError(
-                f"`out`={path!r} is not writable: fix its permissions or choose another path."
-            )
-        if os.listdir(path) and not os.path.exists(os.path.join(path, MANIFEST)):
-            if not os.path.isdir(os.path.join(path, DONE)):
-                raise errors.OutputPathError(
-                    f"`out`={path!r} is a non-empty directory that is not an xaijax store (no "
-                    f"{MANIFEST}); nothing there is overwritten: give an empty or new directory."
-                )
+    path = _paths.check_writable_dir(out, "out", "the store")
+    if not os.path.isdir(path) or os.path.exists(os.path.join(path, MANIFEST)):
         return path
-    parent = os.path.dirname(path)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
+    # Another process of the run may be probing ``out`` right now: its probe is not content.
+    content = [n for n in os.listdir(path) if not n.startswith(_paths.PROBE_PREFIX)]
+    if content and not os.path.isdir(os.path.join(path, DONE)):
         raise errors.OutputPathError(
-            f"`out`={path!r} cannot be created: {parent!r} is a regular file, not a directory. "
-            "Choose a path under a directory."
-        )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise errors.OutputPathError(
-            f"`out`={path!r} cannot be created: {parent!r} is not writable. Fix its "
-            "permissions or choose another path."
+            f"`out`={path!r} is a non-empty directory that is not an xaijax store (no "
+            f"{MANIFEST}); nothing there is overwritten: give an empty or new directory."
         )
     return path
 

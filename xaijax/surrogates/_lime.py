@@ -51,11 +51,23 @@ def sample_masks(key: jax.Array, num_samples: int, num_segments: int) -> jax.Arr
     Returns:
       ``float32`` ``[N, S]`` of 0/1; row 0 is all ones (the unperturbed input).
 
+    Raises:
+      InvalidArgumentError: ``num_samples`` or ``num_segments`` is not a positive int.
+      MissingKeyError / InvalidKeyError: ``key`` is not one PRNG key.
+
     Examples:
       >>> import jax
       >>> sample_masks(jax.random.key(0), 3, 4)[0]
       Array([1., 1., 1., 1.], dtype=float32)
     """
+    key = v.check_key(key)
+    num_samples = v.check_positive_int(num_samples, "num_samples")
+    num_segments = check_num_segments(num_segments, "sample_masks")
+    return _sample_masks(key, num_samples, num_segments)
+
+
+def _sample_masks(key: jax.Array, num_samples: int, num_segments: int) -> jax.Array:
+    """:func:`sample_masks` without the checks (the explainer checked its arguments)."""
     masks = jax.random.bernoulli(key, 0.5, (num_samples, num_segments)).astype(jnp.float32)
     return masks.at[0].set(1.0)
 
@@ -114,7 +126,7 @@ def _fit_single(z, y, valid, kernel_width, alpha, method, num_features) -> LimeE
     return LimeExplanation(coef, intercept, score, local, selected)
 
 
-_draw = jax.jit(sample_masks, static_argnums=(1, 2))
+_draw = jax.jit(_sample_masks, static_argnums=(1, 2))
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4, 5, 6))

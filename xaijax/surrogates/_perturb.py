@@ -13,20 +13,20 @@ import numpy as np
 from xaijax import _filters, errors
 from xaijax import _validation as v
 from xaijax._model import Model
-from xaijax.superpixels._segments import check_segments
+from xaijax.superpixels._segments import check_num_segments, check_segments
 
 
 def check_fill(fill) -> str | float:
     """``"mean"``, ``"blur"`` or a finite number."""
     if isinstance(fill, str):
         return v.check_choice(fill, "fill", ("mean", "blur"))
-    ok = not isinstance(fill, bool) and isinstance(fill, int | float | np.integer | np.floating)
-    if not ok or not np.isfinite(fill):
+    try:
+        return v.check_number(fill, "fill")
+    except errors.InvalidArgumentError as e:
         raise errors.InvalidArgumentError(
             f"`fill` must be 'mean' (segment mean colour, LIME's hide_color=None), 'blur' or a "
             f"finite number (LIME's hide_color), got {fill!r}."
-        )
-    return float(fill)
+        ) from e
 
 
 def token_fill(fill, vocab_size: int | None) -> int | None:
@@ -123,6 +123,14 @@ def fill_image(
     Returns:
       The fill image, shaped like ``x``.
 
+    Raises:
+      InvalidArgumentError: ``num_segments`` is not a positive int, ``fill`` is not ``"mean"``,
+        ``"blur"`` or a finite number, or ``blur_sigma`` is not a positive number.
+      InputShapeError / InputDTypeError / NonFiniteInputError: ``x`` is not a finite float
+        batch ``[B, *spatial, C]``.
+      SegmentMapError: with ``fill="mean"``, ``segments`` does not fit ``x`` or (when
+        concrete) holds labels outside ``[0, num_segments)``.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> x = jnp.array([[[[0.0], [1.0]], [[4.0], [4.0]]]])  # [1, 2, 2, 1]
@@ -130,6 +138,19 @@ def fill_image(
       Array([[0.5, 0.5],
              [4. , 4. ]], dtype=float32)
     """
+    num_segments = check_num_segments(num_segments, "fill_image")
+    fill = check_fill(fill)
+    blur_sigma = v.check_positive_number(blur_sigma, "blur_sigma")
+    x = v.check_floating(x, "x", min_rank=3, layout="[B, *spatial, C]")
+    if fill == "mean":  # the only fill that reads the segments
+        segments = check_segments(segments, x, num_segments, min_segments=1)
+    return _fill_image(x, segments, num_segments, fill, blur_sigma)
+
+
+def _fill_image(
+    x: jax.Array, segments: jax.Array, num_segments: int, fill="mean", blur_sigma: float = 5.0
+) -> jax.Array:
+    """:func:`fill_image` without the checks (the explainer checked its arguments)."""
     if fill == "blur":  # each frame alone: only the two axes before the channels
         return _filters.gaussian_blur(
             x, blur_sigma, axes=(x.ndim - 3, x.ndim - 2), border="renormalise"
@@ -293,4 +314,4 @@ def target_and_fill(m: Model, num: int, fill, blur_sigma: float, params, x, segm
     """``(target or the class of highest score, fill image)``, jitted."""
     if target is None:
         target = jnp.argmax(m.scores(params, x), axis=-1).astype(jnp.int32)
-    return target, fill_image(x, segments, num, fill, blur_sigma)
+    return target, _fill_image(x, segments, num, fill, blur_sigma)

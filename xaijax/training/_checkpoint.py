@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from xaijax import errors
+from xaijax import _paths, errors
 from xaijax.typing import Params, PyTree
 
 ITEMS = ("params", "opt_state", "model_state", "metadata")
@@ -149,6 +149,8 @@ def save_checkpoint(
     Raises:
       InvalidArgumentError: negative ``step``, a step that already exists, or metadata that is
         not JSON-serialisable.
+      OutputPathError: ``directory`` cannot be created or written (e.g. it lies below a regular
+        file or on a read-only file system); checked before anything is written.
 
     Example:
       >>> import tempfile, jax.numpy as jnp
@@ -166,6 +168,7 @@ def save_checkpoint(
             raise errors.InvalidArgumentError(
                 f"`metadata` must be JSON-serialisable (str/int/float/bool/list/dict): {e}."
             ) from e
+    _paths.check_writable_dir(directory, "directory", "the checkpoint")
     mngr = manager(directory)
     try:
         if int(step) in mngr.all_steps():

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from xaijax import _validation, errors
+from xaijax import _paths, _validation, errors
 from xaijax.training import _checkpoint, _checks
 from xaijax.training._losses import Loss, MultiTaskLoss, classification_loss, describe
 from xaijax.training._step import (
@@ -298,6 +298,8 @@ def train(
       NonFiniteLossError: the loss became NaN or Inf; the message names the step.
       CheckpointMismatchError: ``checkpoint_dir`` holds a run of another model or settings.
       CorruptCheckpointError: its latest checkpoint cannot be read.
+      OutputPathError: ``checkpoint_dir`` cannot be created or written (checked before any
+        work).
 
     Example:
       >>> import numpy as np
@@ -323,6 +325,8 @@ def train(
         raise errors.InvalidArgumentError(
             f"`loss` must be a function `loss(outputs, labels)`, got {type(loss).__name__}."
         )
+    if checkpoint_dir is not None:
+        _paths.check_writable_dir(checkpoint_dir, "checkpoint_dir", "the checkpoints")
     spec = _labels_spec(label_key)
     keys = (input_key, *spec.data_keys)
     n = _num_examples(train_data, keys)
@@ -610,6 +614,11 @@ def train_or_restore(
     Returns:
       A :class:`TrainResult`; ``resumed_from == steps`` means it came from the cache.
 
+    Raises:
+      OutputPathError: ``cache_dir`` cannot be created or written (checked before any work).
+      InvalidArgumentError: ``checkpoint_dir=``, a missing ``steps=``, a lambda loss or a custom
+        optimizer (none of them can key the cache); and every error of :func:`train`.
+
     Example:
       >>> import tempfile, numpy as np
       >>> from xaijax import models
@@ -627,6 +636,7 @@ def train_or_restore(
         )
     if "steps" not in train_kwargs:
         raise errors.InvalidArgumentError("train_or_restore needs `steps=`.")
+    _paths.check_writable_dir(cache_dir, "cache_dir", "the trained model")
     spec = _labels_spec(train_kwargs.get("label_key", "label"))
     keys = (train_kwargs.get("input_key", "image"), *spec.data_keys)
     _num_examples(data, keys)

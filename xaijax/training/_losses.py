@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from xaijax import errors
+from xaijax import _validation, errors
 from xaijax.typing import PyTree
 
 #: ``loss(outputs, labels) -> scalar`` or ``-> (scalar, {name: scalar})``.
@@ -68,8 +68,10 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
     Args:
       logits: ``[B, C]`` floating class scores.
-      labels: ``[B]`` integer class indices in ``[0, C)``. An index out of range gives NaN
-        (``train`` checks the range before it starts).
+      labels: ``[B]`` integer class indices in ``[0, C)``. Concrete labels are checked
+        (:class:`~xaijax.errors.TargetOutOfRangeError`); under ``jax.jit`` they are traced and
+        cannot be checked, and an index out of range gives NaN there (``train`` checks the
+        range before it starts).
 
     Returns:
       The mean loss, a float scalar.
@@ -77,6 +79,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     Raises:
       InputDTypeError: non-floating logits or non-integer labels (raised at trace time).
       BatchMismatchError: ``labels.shape != logits.shape[:-1]``.
+      TargetOutOfRangeError: concrete labels outside ``[0, C)`` (not checked under jit).
 
     Example:
       >>> import jax.numpy as jnp
@@ -84,6 +87,9 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
       1.3863
     """
     _check_class_labels(logits, labels, "cross_entropy")
+    # Concrete labels only (one boolean back from the device); under jit the range is the
+    # caller's to check (``train`` checks it before it starts).
+    _validation.check_target_in_range(labels, logits.shape[-1], "labels")
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
