@@ -24,7 +24,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -33,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import xaijax
-from xaijax import errors, metrics, models, pipeline, training, viz
+from xaijax import _paths, metrics, models, pipeline, training, viz
 from xaijax.cli import _methods
 from xaijax.data import ArraySource, synthetic
 
@@ -61,24 +60,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def check_output_dir(out: str) -> None:
-    """Makes sure the report directory ``out`` can be written, before any work starts.
-
-    Creates it (with its parents), writes a probe file into it and removes the probe.
+    """Makes sure the report directory ``out`` can be written, before any work starts, and
+    creates it (with its parents).
 
     Raises:
       OutputPathError: ``out`` cannot be created or written (e.g. it lies below a regular file,
         on a read-only file system, or is itself a file).
     """
-    try:
-        os.makedirs(out, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".xaijax-probe-"):
-            pass  # removed on closing
-    except OSError as e:
-        raise errors.OutputPathError(
-            f"--out {out!r} cannot be written ({e.strerror or e}): the report would be lost "
-            "after all the work. Pass a writable directory with --out (it is created if "
-            "missing)."
-        ) from e
+    _paths.check_writable_dir(out, "--out", "the report (written after all the work)")
+    os.makedirs(out, exist_ok=True)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
