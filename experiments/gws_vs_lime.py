@@ -33,16 +33,18 @@ Runtime: 7 minutes on the project's 2-core CPU VM with cached models (17 minutes
 jobs kept the load average near 9); training the two models first adds about 10 minutes
 (cached under out/checkpoints).
 
-Last result (experiments/results/gws_vs_lime.md, with gws_vs_lime.png; 32 images, 8 clips,
-1000 LIME samples; measured before Core v2, pending a rerun on the current code): the best GWS
-rule, IG from LIME's fill image + sum pooling, reaches
-Spearman rho 0.862 to LIME(logit) on images (top-5 overlap 0.98, 36x faster than LIME) and
-0.946 on videos (23x); gradient x (input - fill) + sum, one backward pass, reaches 0.798 /
-0.771 at 797x / 351x. LIME against itself with other samples gives 0.857 / 0.934. Of the
-five scorers named in the issue the best are Grad-CAM + sum (0.476) and gradient x input
-(0.44-0.45) on images, and none exceeds 0.07 on videos. LIME on the saturated probability
-(mean top probability 0.9998 on images) is mostly noise: weighted R^2 0.62, and no GWS rule
-exceeds rho 0.21 against it on images.
+Last result (experiments/results/gws_vs_lime.md, with gws_vs_lime.png; 32 images, 8 clips, 1000
+LIME samples; rerun on the current code on 2026-11-30, 437 s with the two models trained in the
+run, load average about 6): the best GWS rule, IG from LIME's fill image + sum pooling, reaches
+Spearman rho 0.862 to LIME(logit) on images (top-5 overlap 0.98, 12x faster than LIME) and 0.946
+on videos (69x); gradient x (input - fill) + sum, one backward pass, reaches 0.798 / 0.771 at
+410x / 746x. The agreement figures are those of the run before Core v2 to the last digit; LIME
+itself got 3.3x faster on images (1.03 s per image, against 3.38 s), so GWS's lead there shrank
+(797x and 36x before). LIME against itself with other samples gives 0.857 / 0.934. Of the five
+scorers named in the issue the best are Grad-CAM + sum (0.476) and gradient x input (0.44-0.45)
+on images, and none exceeds 0.07 on videos. LIME on the saturated probability (mean top
+probability 0.9998 on images) is mostly noise: weighted R^2 0.62, and no GWS rule exceeds rho
+0.21 against it on images.
 
 Every number here is measured on the *synthetic benchmark* of xaijax.data.synthetic with small
 zoo models trained here; none is a reproduction of the paper's ImageNet / Kinetics results.
