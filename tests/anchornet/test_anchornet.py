@@ -345,3 +345,22 @@ def test_patch_argument_errors():
         an.informative_patches(maps, rf=(3, 5), jump=1)
     with pytest.raises(errors.InvalidArgumentError, match="merge"):
         an.informative_patches(maps, rf=3, jump=1, merge="max")
+
+
+def test_bad_sizes_fail_at_construction_and_nan_maps_are_named_errors():
+    for build in (
+        lambda: an.anchornet(0),
+        lambda: an.anchornet(3, features=-1),
+        lambda: an.anchornet(3, crop="top"),
+        lambda: an.anchornet_multi(0, rfs=(15,)),
+        lambda: an.anchornet_multi(2, rfs=(15,), width=0),
+        lambda: an.anchornet_text(0),
+        lambda: an.AnchorNet(0),
+        lambda: an.AnchorNetText(2, embed_dim=0),
+    ):
+        with pytest.raises(errors.InvalidArgumentError, match="positive integer|crop"):
+            build()
+    with pytest.raises(errors.NonFiniteInputError, match="location_maps"):
+        an.informative_patches(jnp.full((1, 4, 4), jnp.nan), rf=3, jump=1)  # the audit's call
+    with pytest.raises(errors.NonFiniteInputError, match="location_maps"):
+        an.informative_patches(jnp.zeros((1, 1, 3, 3)).at[0, 0, 1, 1].set(jnp.inf), rf=3, jump=1)

@@ -443,3 +443,45 @@ def test_named_errors_before_any_work(data):
 def test_docstring_examples_run():
     result = doctest.testmod(_cascade, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_images_are_checked_and_thresholds_share_one_check():
+    x = jnp.ones((1, 8, 8, 3))
+    b = jnp.zeros((1, 1, 4), jnp.int32)
+    nan_x = x.at[0, 1, 2, 0].set(jnp.nan)
+    with pytest.raises(errors.NonFiniteInputError, match="images"):
+        an.crop_patches(nan_x, b, size=2)
+    with pytest.raises(errors.NonFiniteInputError, match="images"):
+        an.resize_full(nan_x, size=4)
+    with pytest.raises(errors.InputDTypeError, match="images"):
+        an.resize_full(jnp.ones((1, 8, 8, 3), jnp.int32), size=4)
+    with pytest.raises(errors.NonFiniteInputError, match="images"):
+        an.early_exit_cascade(
+            lambda p, a: a.mean((1, 2)) @ p,
+            jnp.ones((3, 2)),
+            nan_x,
+            b,
+            patch_size=4,
+            thresholds=[0.5, 0.5],
+            downstream_flops=1.0,
+        )
+    logits = jnp.ones((2, 2, 3))
+    with pytest.raises(errors.InvalidArgumentError, match="in \\[0, 1\\]"):
+        an.exit_stages(logits, jnp.array([2.0, 2.0]))  # the audit's call
+    with pytest.raises(errors.InvalidArgumentError, match="one value per stage"):
+        an.exit_stages(logits, [0.5])
+    with pytest.raises(errors.NonFiniteInputError, match="stage_logits"):
+        an.exit_stages(logits.at[0, 0, 0].set(jnp.nan), [0.5, 0.5])
+    with pytest.raises(errors.InvalidArgumentError, match="downstream_flops"):
+        an.early_exit_cascade(
+            lambda p, a: a.mean((1, 2)) @ p,
+            jnp.ones((3, 2)),
+            x,
+            b,
+            patch_size=4,
+            thresholds=[0.5, 0.5],
+            downstream_flops=-1.0,
+        )
+    # the public rule is the cascade's; under jit the thresholds are not read
+    np.testing.assert_array_equal(an.exit_stages(logits, [0.2, 0.2]), [0, 0])
+    np.testing.assert_array_equal(jax.jit(an.exit_stages)(logits, jnp.array([0.5, 0.0])), [1, 1])

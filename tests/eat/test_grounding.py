@@ -3,11 +3,14 @@ contract, peaks, boxes and the part-based hit test."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import xaijax
 from xaijax import eat, errors
 
 
@@ -99,3 +102,19 @@ def test_peaks_boxes_and_hits_against_numpy():
         eat.peak_boxes(maps, 3)
     with pytest.raises(errors.InputShapeError, match="part_masks"):
         eat.grounding_hits(maps, idx, parts[:, :, :4], attribute_part)
+
+
+def test_ground_attributes_wrapped_grounding_is_identical_or_a_named_error(tiny, images):
+    """jax.jit / functools.partial of the grounding explainer: the identical maps; a lambda: a
+    named error; xaijax.explainer(fn, model) over the grounding's run: the identical maps."""
+    net, params = tiny
+    x = images[:2]
+    g = eat.attribute_grounding(net, "block2")
+    idx = jnp.array([[0, 1], [2, 3]])
+    ref = eat.ground_attributes(g, params, x, idx)
+    for w in (jax.jit(g), functools.partial(g)):
+        np.testing.assert_array_equal(eat.ground_attributes(w, params, x, idx), ref)
+    with pytest.raises(errors.NotAnExplainerError):
+        eat.ground_attributes(lambda p, xx, t=None: g(p, xx, t), params, x, idx)
+    adapted = xaijax.explainer(lambda p, xx, t: g.run(p, xx, t), g.model)
+    np.testing.assert_array_equal(eat.ground_attributes(adapted, params, x, idx), ref)

@@ -122,3 +122,18 @@ def test_contract_jit_vmap_batched_and_no_recompile(assert_no_recompile):
         )
         vm = jax.vmap(fn, in_axes=(0, None, 0))(a.reshape(2, 3, 5), phi, t.reshape(2, 3))
         jax.tree.map(lambda e, v: np.testing.assert_array_equal(e, v.reshape(e.shape)), eager, vm)
+
+
+def test_non_finite_logits_or_phi_are_named_errors():
+    phi = jnp.ones((2, 4))
+    a = jnp.zeros((2, 4))
+    t = jnp.array([0, 1])
+    for fn in (eat.relevance, eat.select_attributes):
+        with pytest.raises(errors.NonFiniteInputError, match="attribute_logits"):
+            fn(jnp.full((2, 3), jnp.nan), jnp.ones((4, 3)), t)  # the audit's call
+        with pytest.raises(errors.NonFiniteInputError, match="attribute_logits"):
+            fn(a.at[1, 2].set(jnp.inf), phi, t)
+        with pytest.raises(errors.NonFiniteInputError, match="class_attribute"):
+            fn(a, phi.at[0, 0].set(jnp.nan), t)
+    # under the caller's jit the value check is skipped (no error, no host copy)
+    assert jax.jit(eat.relevance)(a, phi, t).shape == (2, 4)

@@ -3,6 +3,8 @@ that sees one region, the explainer contract, presets, keys and named errors."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -372,3 +374,63 @@ def test_named_errors():
         masks.smooth_mask(flat, iterations=2, mask_scale=4)(None, jnp.ones((2, 2, 16, 16, 1)))
     with pytest.raises(errors.InvalidArgumentError, match="smooth"):
         masks.crisp_mask(f, smooth=xaijax.gradient(f))
+
+
+# --- audit 10: option checks and wrapped `smooth` explainers ------------------------------------
+
+
+def test_regulariser_reduce_and_circular_init_shape_are_checked():
+    m = jnp.ones((2, 8, 8))
+    for fn in (masks.l1_loss, masks.tv_loss, masks.lasso_loss):
+        with pytest.raises(errors.InvalidArgumentError, match="reduce"):
+            fn(m, reduce="zzz")
+    for shape in ((0, 0), (-1, 4), (4, 0), (4,), (2.0, 4)):
+        with pytest.raises(errors.InvalidArgumentError, match="shape"):
+            masks.circular_init(shape)
+
+
+def _wrapped_smooth_case():
+    f = _energy_model(slice(0, 4), slice(0, 4))
+    x = _checkerboard(8)
+    sm = masks.smooth_mask(f, iterations=1, mask_scale=4)
+    init = jnp.asarray([[[1.0, 0.2], [0.6, 1.0]], [[0.1, 1.0], [1.0, 0.5]]], jnp.float32)
+    segments = jnp.broadcast_to(jnp.arange(64).reshape(8, 8) // 16, (2, 8, 8)).astype(jnp.int32)
+    return f, x, sm, init, segments
+
+
+def _same(a, b):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def _jitted(e, **kw):
+    """One compiled program per call (the whole explainer under a caller's jit): fast tests."""
+    return lambda x: jax.jit(lambda xx, kk: e(None, xx, **kk))(x, kw)
+
+
+def test_crisp_mask_wrapped_smooth_gives_the_identical_mask_or_a_named_error():
+    """functools.partial of the smooth explainer: the identical mask (a bound keyword
+    is the smooth mask's own call with it, not silently dropped); a lambda: a named error; the
+    adapter xaijax.explainer(fn, model): the identical mask."""
+    f, x, sm, init, _ = _wrapped_smooth_case()
+    build = lambda s: _jitted(masks.crisp_mask(f, iterations=1, smooth=s))  # noqa: E731
+    ref = build(sm)(x)
+    bound = build(sm.bind(init_mask=init))(x)
+    _same(build(functools.partial(sm, init_mask=init))(x), bound)
+    assert not np.array_equal(bound.mask, ref.mask)
+    with pytest.raises(errors.InputShapeError, match="init_mask"):  # the smooth's own check
+        build(functools.partial(sm, init_mask=jnp.ones((2, 8, 8))))(x)
+    with pytest.raises(errors.NotAnExplainerError):
+        build(lambda p, xx, t=None: sm(p, xx, t))
+    adapted = xaijax.explainer(lambda p, xx, t: sm.run(p, xx, t), f, result="mask")
+    _same(build(adapted)(x), ref)
+
+
+def test_superpixel_mask_wrapped_smooth_gives_the_identical_mask_or_a_named_error():
+    f, x, sm, init, segments = _wrapped_smooth_case()
+    build = lambda s: _jitted(  # noqa: E731
+        masks.superpixel_mask(f, num_segments=4, iterations=1, smooth=s), segments=segments
+    )
+    ref = build(sm)(x)
+    _same(build(functools.partial(jax.jit(sm)))(x), ref)  # both unwrappings at once
+    with pytest.raises(errors.NotAnExplainerError):
+        build(lambda p, xx, t=None: sm(p, xx, t))

@@ -32,7 +32,6 @@ Conventions (each one the code's unless said otherwise):
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -40,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax import _model, errors
+from xaijax import _model, _validation, errors
 from xaijax.typing import Array, Params
 
 CROP_METHODS = ("bilinear", "nearest")
@@ -51,35 +50,29 @@ RESIZE_METHODS = ("bicubic", "bilinear")
 
 
 def _check_size(size: Any, name: str) -> int:
-    if isinstance(size, bool) or not isinstance(size, int | np.integer) or int(size) < 1:
-        raise errors.InvalidArgumentError(
-            f"`{name}` must be an integer >= 1 (the side of the square the downstream net "
-            f"reads, 95 in the code), got {size!r}."
-        )
-    return int(size)
+    """A positive int side (``patch_size``, ``size``, ``channels``)."""
+    return _validation.check_positive_int(size, name)
 
 
 def _check_images(images: Any, name: str = "images") -> Array:
-    x = images if isinstance(images, jax.Array) else jnp.asarray(images)
+    """Float images ``[B, H, W, C]`` or embeddings ``[B, L, D]``, finite when concrete."""
+    x = _validation.as_array(images, name)
     if x.ndim not in (3, 4):
         raise errors.InputShapeError(
             f"`{name}` must be images [B, H, W, C] (or token embeddings [B, L, D]), got shape "
             f"{list(x.shape)}. Add a batch axis with `x[None]` for a single example."
         )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise errors.InputDTypeError(
-            f"`{name}` must be floating point, got {x.dtype}: convert with "
-            "`x.astype(jnp.float32)` (and scale uint8 images to [0, 1])."
-        )
-    return x
+    # dtype (InputDTypeError) and NaN/Inf (NonFiniteInputError: one boolean from the device,
+    # skipped under the caller's jit)
+    return _validation.check_floating(x, name)
 
 
 def _check_boxes(x: Array, boxes: Any) -> Array:
-    b = boxes if isinstance(boxes, jax.Array) else jnp.asarray(boxes)
+    b = _validation.as_array(boxes, "boxes")
     n = x.ndim - 2
     want = "[B, K, 4] inclusive (x1, y1, x2, y2)" if n == 2 else "[B, K, 2] inclusive spans"
     if b.ndim != 3 or b.shape[-1] != 2 * n:
-        if n == 1 and b.shape[-1] == 4:
+        if n == 1 and b.ndim >= 1 and b.shape[-1] == 4:
             raise errors.InputShapeError(
                 f"`boxes` are 2-D boxes {list(b.shape)} but `images` has shape "
                 f"{list(x.shape)}, read as token embeddings [B, L, D]: for one image [H, W, C] "
@@ -95,24 +88,26 @@ def _check_boxes(x: Array, boxes: Any) -> Array:
             f"`boxes` has {b.shape[0]} examples but `images` has {x.shape[0]}: give one row of "
             "boxes per image."
         )
-    if not (jnp.issubdtype(b.dtype, jnp.integer) or jnp.issubdtype(b.dtype, jnp.floating)):
-        raise errors.InputDTypeError(f"`boxes` must hold numbers, got dtype {b.dtype}.")
-    return b
+    if not _validation.is_real(b.dtype):
+        raise errors.InputDTypeError(
+            f"`boxes` must hold numbers (integer or floating coordinates), got dtype {b.dtype}."
+        )
+    _validation.check_finite(b, "boxes")
+    return jnp.asarray(b)
 
 
 def _check_method(method: Any, allowed: tuple[str, ...], name: str = "method") -> str:
-    if method not in allowed:
-        raise errors.InvalidArgumentError(
-            f"`{name}` must be one of {list(allowed)}, got {method!r}."
-        )
-    return method
+    return _validation.check_choice(method, name, allowed)
 
 
 def _check_thresholds(thresholds: Any, stages: int) -> Array:
+    """``stages`` exit thresholds in ``[0, 1]``: the one check of :func:`exit_stages`,
+    :func:`early_exit_cascade` and :func:`cascade_table` (values only when concrete)."""
     if isinstance(thresholds, jax.core.Tracer):
         t = thresholds
     else:
         try:
+            # a hyperparameter vector of S values (not a batch): read on the host
             t = np.asarray(thresholds, dtype=np.float64)
         except (TypeError, ValueError) as e:
             raise errors.InvalidArgumentError(
@@ -129,6 +124,25 @@ def _check_thresholds(thresholds: Any, stages: int) -> Array:
             f"{t.tolist()}. The code's 1.1 ('never exit') is 1 here."
         )
     return jnp.asarray(t, jnp.float32)
+
+
+def _check_flops(value: Any, name: str) -> None:
+    """A FLOP count: a finite number >= 0 (a concrete 0-d array is read as one; tracers pass)."""
+    if not _validation.is_concrete(value):
+        return
+    if isinstance(value, jax.Array | np.ndarray) and value.ndim == 0:
+        value = value.item()  # one scalar hyperparameter, not a batch
+    _validation.check_nonnegative_number(value, name)
+
+
+def _check_stage_logits(stage_logits: Any) -> Array:
+    logits = _validation.as_array(stage_logits, "stage_logits")
+    if logits.ndim != 3:
+        raise errors.InputShapeError(
+            f"`stage_logits` must be [B, S, C] (the running logits after each stage, e.g. "
+            f"`CascadeResult.stage_logits`), got shape {list(logits.shape)}."
+        )
+    return _validation.check_floating(logits, "stage_logits")
 
 
 # --- cropping and resizing ------------------------------------------------------------------------
@@ -200,6 +214,8 @@ def crop_patches(images: Array, boxes: Array, *, size: int, method: str = "bilin
 
     Raises:
       InputShapeError: ``images`` or ``boxes`` of the wrong rank or last axis.
+      InputDTypeError: ``images`` not floating point (or ``boxes`` not numbers).
+      NonFiniteInputError: ``images`` or ``boxes`` hold NaN or Inf (concrete inputs only).
       BatchMismatchError: ``boxes`` and ``images`` disagree on ``B``.
       InvalidArgumentError: ``size < 1`` or an unknown ``method``.
 
@@ -270,6 +286,11 @@ def resize_full(
 
     Returns:
       ``[B, size, size, C]`` (``[B, size, D]`` for token embeddings), in the input's dtype.
+
+    Raises:
+      InputShapeError / InputDTypeError: ``images`` not float ``[B, H, W, C]`` / ``[B, L, D]``.
+      NonFiniteInputError: ``images`` hold NaN or Inf (concrete inputs only).
+      InvalidArgumentError: ``size < 1`` or an unknown ``method``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -413,17 +434,44 @@ class CascadeResult(NamedTuple):
     stage_flops: Array
 
 
-def exit_stages(stage_logits: Array, thresholds: Array) -> Array:
-    """``[B]`` int32: the first stage whose top softmax of ``stage_logits [B, S, C]`` is
-    ``> thresholds[stage]``; the last stage when none is (strict ``>`` as the code)."""
+def _exit_stages(stage_logits: Array, thresholds: Array) -> Array:
     conf = jnp.max(jax.nn.softmax(stage_logits, axis=-1), axis=-1)  # [B, S]
     passed = conf > jnp.asarray(thresholds, conf.dtype)[None, :]
     passed = passed.at[:, -1].set(True)
     return jnp.argmax(passed, axis=1).astype(jnp.int32)
 
 
+def exit_stages(stage_logits: Array, thresholds: Sequence[float] | Array) -> Array:
+    """The exit stage of every example under :func:`early_exit_cascade`'s rule.
+
+    Args:
+      stage_logits: ``[B, S, C]`` running logits after each stage
+        (``CascadeResult.stage_logits``).
+      thresholds: ``S`` values in ``[0, 1]``, one per stage (checked as in
+        :func:`early_exit_cascade`; values only when concrete).
+
+    Returns:
+      ``[B]`` int32: the first stage whose top softmax probability is ``> thresholds[stage]``;
+      the last stage when none is (strict ``>`` as the code).
+
+    Raises:
+      InputShapeError: ``stage_logits`` not ``[B, S, C]``.
+      InvalidArgumentError: not ``S`` thresholds, or one outside ``[0, 1]``.
+      NonFiniteInputError: ``stage_logits`` hold NaN or Inf (concrete inputs only).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from xaijax import anchornet
+      >>> logits = jnp.array([[[0.0, 1.0], [3.0, 1.0]], [[0.0, 5.0], [0.0, 9.0]]])
+      >>> anchornet.exit_stages(logits, [0.9, 0.0]).tolist()
+      [1, 0]
+    """
+    logits = _check_stage_logits(stage_logits)
+    return _exit_stages(logits, _check_thresholds(thresholds, logits.shape[1]))
+
+
 def _finish(stage_logits, thresholds, per_stage, selector) -> CascadeResult:
-    exit_stage = exit_stages(stage_logits, thresholds)
+    exit_stage = _exit_stages(stage_logits, thresholds)
     logits = jnp.take_along_axis(stage_logits, exit_stage[:, None, None], axis=1)[:, 0]
     cum = jnp.cumsum(per_stage)
     flops = cum[exit_stage] + jnp.where(exit_stage >= 1, selector, 0.0)
@@ -509,6 +557,8 @@ def early_exit_cascade(
       InvalidArgumentError: thresholds outside ``[0, 1]`` or not ``K + 1`` of them,
         ``patch_size < 1``, an unknown method.
       InputShapeError / BatchMismatchError: ``images`` or ``boxes`` of the wrong shape.
+      InputDTypeError: ``images`` not floating point.
+      NonFiniteInputError: ``images`` or ``boxes`` hold NaN or Inf (concrete inputs only).
       ModelCallError / ModelOutputError: the model cannot run on ``[B, p, p, C]``.
 
     Example:
@@ -536,12 +586,9 @@ def early_exit_cascade(
         bool(align_corners),
         bool(antialias),
     )
-    if not isinstance(selector_flops, jax.core.Tracer) and not (
-        math.isfinite(float(selector_flops)) and float(selector_flops) >= 0
-    ):
-        raise errors.InvalidArgumentError(
-            f"`selector_flops` must be a finite number >= 0, got {selector_flops!r}."
-        )
+    _check_flops(selector_flops, "selector_flops")
+    if downstream_flops is not None:
+        _check_flops(downstream_flops, "downstream_flops")
     m = _model.as_model(model, what="early_exit_cascade")
     stage_in = jax.ShapeDtypeStruct((x.shape[0],) + (size,) * (x.ndim - 2) + x.shape[-1:], x.dtype)
     _model.num_classes(m, params, stage_in)
@@ -595,6 +642,13 @@ def cascade_table(
       One dict per threshold vector: ``"thresholds"`` (list), ``"accuracy"`` (fraction),
       ``"mean_flops"``, ``"mean_exit_stage"`` and ``"exit_counts"`` (examples per stage).
 
+    Raises:
+      InputShapeError: stage logits not ``[B, S, C]``.
+      BatchMismatchError: ``labels`` not one per example.
+      NonFiniteInputError: stage logits hold NaN or Inf.
+      InvalidArgumentError: a threshold vector not of ``S`` values in ``[0, 1]`` (the check of
+        :func:`exit_stages` and :func:`early_exit_cascade`), or a bad ``selector_flops``.
+
     Example:
       >>> import jax.numpy as jnp
       >>> from xaijax import anchornet
@@ -619,11 +673,8 @@ def cascade_table(
                 "`stage_flops` is needed with bare stage logits (one value per stage, or one "
                 "for all); or pass the CascadeResult."
             )
-    logits = jnp.asarray(logits)
-    if logits.ndim != 3:
-        raise errors.InputShapeError(
-            f"`stage_logits` must be [B, S, C], got shape {list(logits.shape)}."
-        )
+    logits = _check_stage_logits(logits)
+    _check_flops(selector_flops, "selector_flops")
     n, stages = logits.shape[:2]
     y = np.asarray(labels).reshape(-1)
     if y.shape[0] != n:

@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from xaijax import errors
+from xaijax import _validation, errors
 from xaijax.anchornet import _rf
 
 #: The code's blocks ``(kernel, expand, out, stride)`` (``in`` is the previous ``out``).
@@ -101,6 +101,13 @@ def _check_blocks(blocks, what: str):
                 f"`{what}` entry {blk!r} must be (kernel, expand, out, stride) with positive "
                 "kernel, out and stride."
             )
+        _validation.check_positive_number(blk[1], f"{what} entry {blk!r}: expand")
+
+
+def _check_sizes(**sizes) -> None:
+    """Every keyword a positive Python int (the modules' widths and class counts)."""
+    for name, value in sizes.items():
+        _validation.check_positive_int(value, name)
 
 
 class AnchorNet(nn.Module):
@@ -140,6 +147,19 @@ class AnchorNet(nn.Module):
     se: bool = True
     crop: str = "bottom_right"
 
+    def __post_init__(self) -> None:
+        # hyperparameters are checked when the module is built, before any init or apply
+        _check_sizes(
+            num_classes=self.num_classes, stem_width=self.stem_width, features=self.features
+        )
+        _validation.check_choice(self.crop, "crop", CROPS)
+        if not self.branches:
+            raise errors.InvalidArgumentError("`branches` is empty: give at least one branch.")
+        _check_blocks(self.stem_blocks, "stem_blocks")
+        for br in self.branches:
+            _check_blocks(br, "branches")
+        super().__post_init__()
+
     def layers(self) -> tuple[tuple[tuple[int, int], ...], ...]:
         """Each branch's chain ``((kernel, stride), ...)`` from the input to its features."""
         stem = ((3, 2),) + tuple((int(b[0]), int(b[3])) for b in self.stem_blocks)
@@ -151,15 +171,6 @@ class AnchorNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, features_only: bool = False):
-        if self.crop not in CROPS:
-            raise errors.InvalidArgumentError(
-                f"`crop` must be one of {list(CROPS)}, got {self.crop!r}."
-            )
-        if not self.branches:
-            raise errors.InvalidArgumentError("`branches` is empty: give at least one branch.")
-        _check_blocks(self.stem_blocks, "stem_blocks")
-        for br in self.branches:
-            _check_blocks(br, "branches")
         if x.ndim != 4 or not jnp.issubdtype(x.dtype, jnp.floating):
             raise errors.InputShapeError(
                 f"AnchorNet expects float images [B, H, W, C], got {x.dtype}{list(x.shape)}."
@@ -243,6 +254,21 @@ class AnchorNetText(nn.Module):
     width: int = 64
     features: int = 64
 
+    def __post_init__(self) -> None:
+        _check_sizes(
+            num_classes=self.num_classes,
+            vocab_size=self.vocab_size,
+            embed_dim=self.embed_dim,
+            width=self.width,
+            features=self.features,
+        )
+        if not self.branches:
+            raise errors.InvalidArgumentError("`branches` is empty: give at least one branch.")
+        for br in self.branches:
+            for k in br:
+                _validation.check_positive_int(k, "branches: kernel size")
+        super().__post_init__()
+
     def layers(self) -> tuple[tuple[tuple[int, int], ...], ...]:
         return tuple(tuple((int(k), 1) for k in br) for br in self.branches)
 
@@ -256,8 +282,6 @@ class AnchorNetText(nn.Module):
                 f"AnchorNetText expects int token ids [B, L], got {tokens.dtype}"
                 f"{list(tokens.shape)}."
             )
-        if not self.branches:
-            raise errors.InvalidArgumentError("`branches` is empty: give at least one branch.")
         for rf in self.receptive_fields():
             if tokens.shape[1] < rf.rf[0]:
                 raise errors.InputShapeError(
@@ -303,8 +327,12 @@ def anchornet(
 ) -> AnchorNet:
     """The code's single-branch AnchorNet (RF 95, jump 8); ``widths`` replaces the seven
     blocks' output channels (tests use tiny ones)."""
+    _check_sizes(num_classes=num_classes, stem_width=stem_width, features=features)
+    _validation.check_choice(crop, "crop", CROPS)
     blocks = CODE_BLOCKS
     if widths is not None:
+        for w in widths:
+            _validation.check_positive_int(w, "widths entry")
         if len(widths) != len(CODE_BLOCKS):
             raise errors.InvalidArgumentError(
                 f"`widths` needs {len(CODE_BLOCKS)} entries (one per block), got {len(widths)}."
@@ -331,6 +359,9 @@ def anchornet_multi(
     Stem: ``conv1`` 3x3/2 and one 3x3/2 block (RF 7, jump 4); each branch adds 3x3 stride-1
     blocks, each adding 8 px, so a branch RF must be ``7 + 8 n`` (15, 23, 31, 39, 47, 55, ...).
     """
+    _check_sizes(num_classes=num_classes, width=width, stem_width=stem_width, features=features)
+    _validation.check_positive_number(expand, "expand")
+    _validation.check_choice(crop, "crop", CROPS)
     rfs = tuple(int(r) for r in rfs)
     if not rfs or any(r < 7 or (r - 7) % 8 for r in rfs):
         raise errors.InvalidArgumentError(
@@ -353,6 +384,13 @@ def anchornet_text(
 ) -> AnchorNetText:
     """A 1-D AnchorNet with branch receptive fields ``rfs`` in tokens (kernel-3 convolutions,
     one kernel-2 convolution for an even RF; RF 1 is a unigram branch)."""
+    _check_sizes(
+        num_classes=num_classes,
+        vocab_size=vocab_size,
+        embed_dim=embed_dim,
+        width=width,
+        features=features,
+    )
     rfs = tuple(int(r) for r in rfs)
     if not rfs or min(rfs) < 1:
         raise errors.InvalidArgumentError(

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from xaijax import errors
+from xaijax import _validation, errors
 from xaijax.typing import Array
 
 #: How :func:`informative_patches` merges branches.
@@ -142,6 +142,14 @@ def informative_patches(
       :class:`Patches` sorted by the merge score (``scores`` holds the normalised scores in
       both modes, ``raw_scores`` the location scores).
 
+    Raises:
+      InputShapeError: ``location_maps`` not ``[B, branch, h, w]`` / ``[B, branch, L']``, or
+        ``valid`` of another shape.
+      InputDTypeError: ``location_maps`` not real numbers.
+      NonFiniteInputError: ``location_maps`` hold NaN or Inf (concrete inputs only).
+      InvalidArgumentError: a bad ``topk``, ``iou_threshold``, ``rf``/``jump``/``offset`` or
+        ``merge``.
+
     Example:
       >>> import jax.numpy as jnp
       >>> from xaijax import anchornet
@@ -150,15 +158,20 @@ def informative_patches(
       >>> p.boxes[0, 0].tolist(), bool(p.valid[0, 0])
       ([2, 4, 6, 8], True)
     """
-    maps = jnp.asarray(location_maps)
+    maps = _validation.as_array(location_maps, "location_maps")
     if maps.ndim not in (3, 4):
         raise errors.InputShapeError(
             f"`location_maps` must be [B, branch, h, w] (or [B, branch, L'] for text), got "
             f"shape {list(maps.shape)}."
         )
-    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
-        raise errors.InvalidArgumentError(f"`topk` must be an integer >= 1, got {topk!r}.")
-    if not isinstance(iou_threshold, int | float) or not 0.0 <= float(iou_threshold) <= 1.0:
+    # real numbers (integers cast to float32), finite when concrete (one boolean from the device)
+    maps = _validation.check_real(maps, "location_maps")
+    topk = _validation.check_positive_int(topk, "topk")
+    if (
+        isinstance(iou_threshold, bool)
+        or not isinstance(iou_threshold, int | float)
+        or not 0.0 <= float(iou_threshold) <= 1.0
+    ):
         raise errors.InvalidArgumentError(
             f"`iou_threshold` must be in [0, 1], got {iou_threshold!r} (the code uses 0.5 or 0.3)."
         )
@@ -179,8 +192,7 @@ def informative_patches(
         raise errors.InputShapeError(
             f"`valid` has shape {list(mask.shape)} but `location_maps` {list(maps.shape)}."
         )
-    if merge not in MERGES:
-        raise errors.InvalidArgumentError(f"`merge` must be one of {MERGES}, got {merge!r}.")
+    _validation.check_choice(merge, "merge", MERGES)
     thr = float(iou_threshold)
     out = []
     for b in range(nb):

@@ -61,6 +61,9 @@ def _check_logits_phi(attribute_logits, class_attribute, target):
     phi = jnp.asarray(class_attribute)
     if not jnp.issubdtype(phi.dtype, jnp.floating):
         phi = phi.astype(a.dtype)
+    # NaN/Inf: one boolean from the device each, only on concrete arrays (not under jit)
+    _validation.check_finite(a, "attribute_logits")
+    _validation.check_finite(phi, "class_attribute")
     t = _validation.check_target(target, a.shape[0])
     if t is None:
         raise errors.InvalidArgumentError(
@@ -92,6 +95,7 @@ def relevance(attribute_logits: ArrayLike, class_attribute: ArrayLike, target: A
     Raises:
       InputShapeError: Φ not ``[C, A]`` with the logits' ``A``.
       TargetOutOfRangeError: a class index outside ``[0, C)``.
+      NonFiniteInputError: NaN or Inf in the logits or Φ (concrete inputs only).
 
     Example:
       >>> import jax.numpy as jnp
@@ -166,6 +170,7 @@ def select_attributes(
     Raises:
       InvalidArgumentError: ``m < 1``, ``counter < 0`` or a bad ``threshold``.
       InputShapeError: Φ not ``[C, A]``.
+      NonFiniteInputError: NaN or Inf in the logits or Φ (concrete inputs only).
 
     Example:
       >>> import jax.numpy as jnp

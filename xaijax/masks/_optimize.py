@@ -83,11 +83,25 @@ def circular_init(shape: tuple[int, int]) -> Array:
     ``r = min(h, w) // 2`` (the centre starts deleted), ones outside. The disk is off-centre by
     half a cell, as in the code.
 
+    Args:
+      shape: ``(h, w)``, the mask grid (positive ints).
+
+    Returns:
+      ``[h, w]`` float32 mask (0 inside the disk, 1 outside).
+
+    Raises:
+      InvalidArgumentError: ``shape`` not two positive ints.
+
     Example:
       >>> circular_init((4, 4)).astype(int).tolist()
       [[1, 1, 0, 1], [1, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]]
     """
-    h, w = shape
+    if not isinstance(shape, tuple | list) or len(shape) != 2:
+        raise errors.InvalidArgumentError(
+            f"`shape` must be the mask grid (h, w), two positive ints, got {shape!r}."
+        )
+    h = v.check_positive_int(shape[0], "shape[0] (h)")
+    w = v.check_positive_int(shape[1], "shape[1] (w)")
     r = min(h, w) // 2
     dy, dx = np.ogrid[-(h // 2) : h - h // 2, -(w // 2) : w - w // 2]
     return jnp.asarray(np.where(dy * dy + dx * dx > r * r, 1.0, 0.0), jnp.float32)
@@ -422,9 +436,15 @@ def _refined(
     null_kernel_size = v.check_positive_int(null_kernel_size, "null_kernel_size")
     opt = _optimizer(optimizer, learning_rate)
     first = _initialiser(net, smooth, name)
+    bound = dict(first.bound)  # keywords bound with functools.partial / bind: the smooth's own
 
     def init_from(params, x, target):
-        return 1.0 - first.run(params, x, target).map
+        kwargs = dict(bound)
+        if first.check is not None:  # its own checks (e.g. a bound `init_mask`'s shape)
+            # values of the bound (concrete) keywords are checked now even under a caller's jit
+            with jax.ensure_compile_time_eval():
+                _, _, kwargs = first.check(params, x, target, kwargs)
+        return 1.0 - first.run(params, x, target, **kwargs).map
 
     opts = options(
         **({} if num_segments is None else {"num_segments": num_segments}),

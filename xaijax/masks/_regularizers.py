@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from xaijax import _validation
 from xaijax.typing import Array
 
 REDUCTIONS = ("mean", "sum")
+
+
+def _check_reduce(reduce: str) -> str:
+    """``reduce`` is one of :data:`REDUCTIONS` (a named error, not a silent sum)."""
+    return _validation.check_choice(reduce, "reduce", REDUCTIONS)
 
 
 def _reduce(values: Array, reduce: str) -> Array:
@@ -26,11 +32,15 @@ def l1_loss(mask: Array, *, reduce: str = "mean") -> Array:
     Returns:
       A scalar.
 
+    Raises:
+      InvalidArgumentError: ``reduce`` not ``"mean"`` or ``"sum"``.
+
     Example:
       >>> import jax.numpy as jnp
       >>> float(l1_loss(jnp.array([[1.0, 0.5], [0.0, 1.0]])))
       0.375
     """
+    _check_reduce(reduce)
     return _reduce(jnp.abs(1.0 - mask), reduce)
 
 
@@ -48,11 +58,15 @@ def tv_loss(mask: Array, beta: float = 3.0, *, reduce: str = "mean") -> Array:
     Returns:
       A scalar.
 
+    Raises:
+      InvalidArgumentError: ``reduce`` not ``"mean"`` or ``"sum"``.
+
     Example:
       >>> import jax.numpy as jnp
       >>> float(tv_loss(jnp.array([[0.0, 1.0], [0.0, 1.0]]), 3.0))
       1.0
     """
+    _check_reduce(reduce)
     dy = jnp.abs(mask[1:, :] - mask[:-1, :]) ** beta
     dx = jnp.abs(mask[:, 1:] - mask[:, :-1]) ** beta
     return _reduce(dy, reduce) + _reduce(dx, reduce)
@@ -68,9 +82,13 @@ def lasso_loss(mask: Array, *, reduce: str = "mean") -> Array:
     Returns:
       A scalar.
 
+    Raises:
+      InvalidArgumentError: ``reduce`` not ``"mean"`` or ``"sum"``.
+
     Example:
       >>> import jax.numpy as jnp
       >>> float(lasso_loss(jnp.array([[0.5, 1.0], [0.0, 1.0]])))
       0.0625
     """
+    _check_reduce(reduce)
     return _reduce(jnp.abs((1.0 - mask) * mask), reduce)
