@@ -302,3 +302,25 @@ def test_every_wrapper_reads_jit_and_partial_identically_and_refuses_a_lambda(wr
         jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
     with pytest.raises(errors.NotAnExplainerError, match="xaijax.explainer"):
         call(params, lambda p, x, t=None: e(p, x, t))
+
+
+def test_value_checks_of_constants_captured_inside_a_callers_jit_still_run():
+    """A concrete array closed over inside a caller's `jit` is checked (eagerly), not turned
+    into a tracer that `bool` cannot read (TracerBoolConversionError before `fetch`)."""
+    from xaijax import _validation, errors, segmentation
+
+    bad = jnp.array([1.0, jnp.nan])
+    good = jnp.array([1.0, 2.0])
+    segments = jnp.zeros((1, 4, 4), jnp.int32).at[0, :, 2:].set(5)
+    target = jnp.array([0, 7])
+
+    def inside_jit(check):
+        return jax.jit(lambda y: (check(), y + 1)[1])(1.0)
+
+    assert inside_jit(lambda: _validation.check_finite(good, "c")) == 2.0
+    with pytest.raises(errors.NonFiniteInputError):
+        inside_jit(lambda: _validation.check_finite(bad, "c"))
+    with pytest.raises(errors.TargetOutOfRangeError):
+        inside_jit(lambda: _validation.check_target_in_range(target, 3))
+    with pytest.raises(errors.SegmentMapError):
+        inside_jit(lambda: segmentation.validate_segments(segments, num_segments=3))

@@ -183,7 +183,7 @@ def check_values(x: Array, target: Array | None, num_classes: int) -> None:
     """Value checks of a concrete batch, on its device: one boolean comes back."""
     if not v.is_concrete(x) or (target is not None and not v.is_concrete(target)):
         return
-    if bool(jax.device_get(_batch_ok(x, target, num_classes))):
+    if bool(v.fetch(_batch_ok, x, target, num_classes)):
         return
     v.check_finite(x, "x")  # the error path: say what is wrong
     v.check_target_in_range(target, num_classes)

@@ -25,6 +25,18 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def fetch(fn, *args):
+    """``jax.device_get(fn(*args))`` for a value check on concrete arrays: the (jitted) check
+    runs on the arrays' device and only its small result comes to the host.
+
+    It runs eagerly even while a caller's ``jit`` is tracing, so a concrete array captured as a
+    constant inside that ``jit`` is checked instead of turning the check's result into a tracer
+    (which ``bool`` cannot read).
+    """
+    with jax.ensure_compile_time_eval():
+        return jax.device_get(fn(*args))
+
+
 def _shape_str(shape: Sequence[int]) -> str:
     return "[" + ", ".join(str(int(s)) for s in shape) + "]"
 
@@ -96,7 +108,7 @@ def all_finite(tree) -> bool:
     device = [a for a in leaves if not isinstance(a, np.ndarray)]
     if any(not np.all(np.isfinite(a)) for a in host):
         return False
-    return bool(jax.device_get(_all_finite(device))) if device else True
+    return bool(fetch(_all_finite, device)) if device else True
 
 
 def check_finite(x, name: str) -> None:
@@ -108,7 +120,7 @@ def check_finite(x, name: str) -> None:
     if isinstance(x, np.ndarray):
         n_bad = int(np.size(x) - np.isfinite(x).sum())
     else:  # the error path only: one more scalar
-        n_bad = int(jax.device_get(_count_nonfinite(x)))
+        n_bad = int(fetch(_count_nonfinite, x))
     raise errors.NonFiniteInputError(
         f"`{name}` holds {n_bad} NaN or Inf value(s). Explanations of non-finite inputs "
         f"are meaningless: clean the input (e.g. `jnp.nan_to_num({name})`) first."
@@ -164,7 +176,7 @@ def check_target_in_range(target, num_classes: int, name: str = "target") -> Non
     if isinstance(target, np.ndarray):
         bad_any = bool(np.any((target < 0) | (target >= num_classes)))
     else:  # on the device: one boolean back
-        bad_any = bool(jax.device_get(_range_flags(target, num_classes)))
+        bad_any = bool(fetch(_range_flags, target, num_classes))
     if bad_any:
         t = np.asarray(target)  # the error path only
         if t.min() < 0:

@@ -306,7 +306,7 @@ def _check_baseline_input(base: Any, x: Array) -> Array:
             f"`baseline_input` of shape {list(arr.shape)} does not broadcast to `x` of shape "
             f"{list(x.shape)}: give a scalar (e.g. a pad id), one example or a batch like `x`."
         ) from e
-    if integer and v.is_concrete(arr) and not bool(jax.device_get(jnp.all(arr >= 0))):
+    if integer and v.is_concrete(arr) and not bool(v.fetch(lambda a: jnp.all(a >= 0), arr)):
         raise errors.InvalidArgumentError(
             "`baseline_input` holds negative token ids: token ids are >= 0 (pass your pad or "
             "mask id)."

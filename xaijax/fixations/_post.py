@@ -46,7 +46,7 @@ def _check_map(fixation_map, name: str = "fixation_map", *, rank: int | None = N
         if isinstance(fixation_map, np.ndarray):
             negative = bool(np.any(fixation_map < 0))
         else:
-            negative = bool(jax.device_get(_any_negative(fixation_map)))
+            negative = bool(_validation.fetch(_any_negative, fixation_map))
         if negative:
             raise errors.InvalidArgumentError(
                 f"`{name}` must hold non-negative counts; found negative values. Pass the "

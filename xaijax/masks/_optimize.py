@@ -441,9 +441,7 @@ def _refined(
     def init_from(params, x, target):
         kwargs = dict(bound)
         if first.check is not None:  # its own checks (e.g. a bound `init_mask`'s shape)
-            # values of the bound (concrete) keywords are checked now even under a caller's jit
-            with jax.ensure_compile_time_eval():
-                _, _, kwargs = first.check(params, x, target, kwargs)
+            _, _, kwargs = first.check(params, x, target, kwargs)
         return 1.0 - first.run(params, x, target, **kwargs).map
 
     opts = options(

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xaijax import errors
-from xaijax._validation import _shape_str, check_positive_int, is_concrete
+from xaijax._validation import _shape_str, check_positive_int, fetch, is_concrete
 
 
 def num_segments(segments: jax.typing.ArrayLike) -> int:
@@ -47,7 +47,7 @@ def num_segments(segments: jax.typing.ArrayLike) -> int:
             "The number of segments cannot be read from a traced `segments` array (inside "
             "jit/vmap): pass `num_segments=` explicitly (e.g. the `num_segments` of `slic`)."
         )
-    return int(jax.device_get(jnp.max(jnp.asarray(segments)))) + 1  # one scalar back
+    return int(fetch(jnp.max, jnp.asarray(segments))) + 1  # one scalar back
 
 
 def validate_segments(
@@ -124,7 +124,7 @@ def validate_segments(
     if is_concrete(segments) and np.size(segments):
         # On the device: four scalars come back (never the map). Distinct labels are counted
         # below the largest label, a bound read from the map itself when S is not given.
-        lo, hi = (int(v) for v in jax.device_get(_label_range(jnp.asarray(segments))))
+        lo, hi = (int(v) for v in fetch(_label_range, jnp.asarray(segments)))
         if lo < 0:
             raise errors.SegmentMapError(
                 f"`{name}` holds a negative label ({lo}); labels must be >= 0. "
@@ -137,9 +137,7 @@ def validate_segments(
                 "or relabel with `xaijax.segmentation.relabel_contiguous`."
             )
         bound = num_segments if num_segments is not None else hi + 1
-        fewest, worst = (
-            int(v) for v in jax.device_get(_fewest_labels(jnp.asarray(segments), bound))
-        )
+        fewest, worst = (int(v) for v in fetch(_fewest_labels, jnp.asarray(segments), bound))
         if fewest < min_segments:
             raise errors.SegmentMapError(
                 f"`{name}` image {worst} has {fewest} segment(s); at least "

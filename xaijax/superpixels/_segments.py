@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xaijax import errors
-from xaijax._validation import is_concrete
+from xaijax._validation import fetch, is_concrete
 from xaijax.segmentation import validate_segments
 from xaijax.typing import Array
 
@@ -89,7 +89,7 @@ def check_segments(
     if not is_concrete(segs):
         return segs
     limit = fewer_samples[0] if fewer_samples is not None else None
-    if bool(jax.device_get(_segments_ok(segs, num_segments, min_segments, limit))):
+    if bool(fetch(_segments_ok, segs, num_segments, min_segments, limit)):
         return segs
     # The error path only: read the map on the host to say what is wrong.
     validate_segments(np.asarray(segs), x, **kwargs)

@@ -190,7 +190,7 @@ def check_masks(masks, num_segments: int, batch_size: int) -> jax.Array:
             "switches per sample, one column per segment label."
         )
     masks = jnp.asarray(masks, jnp.float32)
-    if v.is_concrete(masks) and not bool(jax.device_get(_binary(masks))):
+    if v.is_concrete(masks) and not bool(v.fetch(_binary, masks)):
         raise errors.InvalidArgumentError(
             "`masks` must hold only 0 and 1 (segment off / on); cast booleans with "
             "`masks.astype(jnp.float32)`."
