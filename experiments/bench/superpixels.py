@@ -39,15 +39,14 @@ Expected runtime: about 2-6 minutes on the project's 2-core CPU VM (the 1000 for
 image of both LIMEs dominate); the model is restored from out/checkpoints (trained first if
 missing, ~5 minutes). All data are the *synthetic benchmark* of xaijax.data.synthetic.
 
-Last result (experiments/results/bench_superpixels.md, 2026-11-22 07:06, quiet VM, load ~2;
-measured before Core v2, pending a rerun on the current code):
-(a) xaijax SLIC (batch spread over the CPU devices) 2.68x the speed of scikit-image at 64x64 and
-1.92x at 224x224 (batch 32; scikit-image's own time moves by +-25 % between runs), boundary
-recall 0.995 / 0.996 and 0.901 / 0.936, label agreement 0.92-0.94; (b) xaijax LIME 1.4x faster
-than the lime package (1.22 vs 1.72 s per image: both are bound by the same 1000 forward passes
-on this CPU), 16x on LIME's own work, coefficients correlated at 1.000000 on shared masks;
-(c) GWS with gradient x (input - fill) 403x faster than the lime package at Spearman rho 0.69,
-IG from the fill image 24x at rho 0.77.
+Last result (experiments/results/bench_superpixels.md, rerun on the current code on 2026-11-30
+23:31, quiet VM, load ~1.8): (a) xaijax SLIC (batch spread over the CPU devices) 2.03x the speed
+of scikit-image at 64x64 and 1.33x at 224x224 (batch 32; scikit-image's own time moves by +-25 %
+between runs and VMs), boundary recall 0.995 / 0.996 and 0.901 / 0.936, label agreement
+0.92-0.94; (b) xaijax LIME 1.2x faster than the lime package (0.56 vs 0.68 s per image: both are
+bound by the same 1000 forward passes on this CPU), 15x on LIME's own work, coefficients
+correlated at 1.000000 on shared masks; (c) GWS with gradient x (input - fill) 295x faster than
+the lime package at Spearman rho 0.69, IG from the fill image 17x at rho 0.77.
 """
 
 from __future__ import annotations
