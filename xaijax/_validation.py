@@ -29,12 +29,16 @@ def fetch(fn, *args):
     """``jax.device_get(fn(*args))`` for a value check on concrete arrays: the (jitted) check
     runs on the arrays' device and only its small result comes to the host.
 
-    It runs eagerly even while a caller's ``jit`` is tracing, so a concrete array captured as a
-    constant inside that ``jit`` is checked instead of turning the check's result into a tracer
-    (which ``bool`` cannot read).
+    While a caller's ``jit`` is tracing, the check's result would be a tracer even for a concrete
+    array captured there as a constant (``bool`` cannot read it): then it runs again eagerly
+    (``jax.ensure_compile_time_eval``). Outside a trace it runs as a normal call, which keeps a
+    sharded batch's values on its devices.
     """
-    with jax.ensure_compile_time_eval():
-        return jax.device_get(fn(*args))
+    out = fn(*args)
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(out)):
+        with jax.ensure_compile_time_eval():  # only inside a caller's trace: eager there
+            out = fn(*args)
+    return jax.device_get(out)
 
 
 def _shape_str(shape: Sequence[int]) -> str:
